@@ -1,0 +1,8 @@
+#ifndef ARGOWAIT_VERSION_H
+#define ARGOWAIT_VERSION_H
+
+#ifndef ARGOWAIT_VERSION
+#define ARGOWAIT_VERSION "0.1.0"
+#endif
+
+#endif

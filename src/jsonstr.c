@@ -1,0 +1,73 @@
+#include "argowait/jsonstr.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "argowait/strbuf.h"
+
+/* Length of the valid UTF-8 sequence at s (1..4), or 0 when the bytes there
+ * are not one (overlong forms, surrogates and values past U+10FFFF are
+ * invalid, as in Go's unicode/utf8). */
+static size_t utf8_valid_len(const unsigned char *s, size_t avail) {
+  unsigned char c = s[0];
+  if (c < 0x80) return 1;
+  size_t n;
+  uint32_t cp;
+  if (c >= 0xC2 && c <= 0xDF) {
+    n = 2;
+    cp = c & 0x1F;
+  } else if (c >= 0xE0 && c <= 0xEF) {
+    n = 3;
+    cp = c & 0x0F;
+  } else if (c >= 0xF0 && c <= 0xF4) {
+    n = 4;
+    cp = c & 0x07;
+  } else {
+    return 0;
+  }
+  if (avail < n) return 0;
+  for (size_t i = 1; i < n; i++) {
+    if ((s[i] & 0xC0) != 0x80) return 0;
+    cp = (cp << 6) | (s[i] & 0x3F);
+  }
+  if (n == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) return 0;
+  if (n == 4 && (cp < 0x10000 || cp > 0x10FFFF)) return 0;
+  return n;
+}
+
+char *aw_json_quote(const char *bytes, size_t len) {
+  static const char hex[] = "0123456789abcdef";
+  const unsigned char *s = (const unsigned char *)bytes;
+  aw_strbuf sb;
+  aw_strbuf_init(&sb);
+  aw_strbuf_appends(&sb, "\"");
+  size_t i = 0;
+  while (i < len) {
+    unsigned char c = s[i];
+    if (c == '"' || c == '\\') {
+      char esc[2] = {'\\', (char)c};
+      aw_strbuf_append(&sb, esc, 2);
+      i++;
+    } else if (c < 0x20) {
+      const char *short_esc = c == '\n' ? "\\n" : c == '\r' ? "\\r" : c == '\t' ? "\\t" : NULL;
+      if (short_esc) {
+        aw_strbuf_appends(&sb, short_esc);
+      } else {
+        char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 0xF]};
+        aw_strbuf_append(&sb, esc, 6);
+      }
+      i++;
+    } else {
+      size_t n = utf8_valid_len(s + i, len - i);
+      if (n == 0) {
+        aw_strbuf_appends(&sb, "\\ufffd");
+        i++;
+      } else {
+        aw_strbuf_append(&sb, s + i, n);
+        i += n;
+      }
+    }
+  }
+  aw_strbuf_appends(&sb, "\"");
+  return aw_strbuf_take(&sb);
+}
