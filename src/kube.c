@@ -1,0 +1,406 @@
+/* The Kubernetes API client: one logical request and its retries.
+ *
+ * An operation makes attempts until one ends in something other than a
+ * transient failure. Between attempts it sleeps on a loop timer for a capped,
+ * jittered exponential delay (or what Retry-After asks). Before SIGTERM that
+ * goes on for as long as it takes; once the budget is active, every attempt's
+ * deadline and every sleep is clipped to the time left, and the operation
+ * gives up when too little is left for one more attempt. */
+#include "argowait/kube.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "argowait/fsjob.h"
+#include "argowait/log.h"
+#include "argowait/safefile.h"
+#include "argowait/strbuf.h"
+
+#define API_PREFIX "/apis/argoproj.io/v1alpha1/namespaces/"
+#define ATTEMPT_TIMEOUT_MS 30000u
+#define CONNECT_TIMEOUT_MS 10000u
+#define MIN_ATTEMPT_MS 50u          /* less than this left: give up */
+#define RETRY_AFTER_CAP_MS 60000u
+#define TOKEN_MAX_AGE_MS 60000u
+#define TOKEN_MAX_BYTES (64u * 1024u)
+
+/* Before SIGTERM: patient. After: short sleeps, the window is small. */
+static const aw_backoff_policy calm_policy = {200, 2.0, 30000, 0.5};
+static const aw_backoff_policy hurried_policy = {50, 2.0, 1000, 0.5};
+
+struct aw_kube_op {
+  aw_kube *kube;
+  char *method;
+  char *path; /* for logs: never holds a secret */
+  char *url;
+  char *content_type;
+  char *body;
+  bool retry;
+  aw_kube_cb cb;
+  void *arg;
+  aw_http_request *inflight;
+  uv_timer_t sleep_timer;
+  bool sleeping;
+  bool awaiting_token;
+  bool reauthenticated;
+  unsigned attempts;
+  unsigned transient_failures;
+  long last_status;
+  char *last_message;
+  aw_kube_op *prev, *next;
+};
+
+struct aw_kube {
+  uv_loop_t *loop;
+  aw_http *http;
+  char *base_url;
+  char *ca_file;
+  char *token_dir;
+  char *token_name;
+  char *namespace_;
+  char *user_agent;
+  char *token;
+  uint64_t token_read_at;
+  bool token_reading;
+  const aw_budget *budget;
+  aw_kube_op *ops;
+  aw_kube_stats stats;
+  uint64_t rng;
+};
+
+static void start_attempt(aw_kube_op *op);
+
+/* xorshift64*: jitter only needs to differ between the pods that retry
+ * together, so the seed mixes the clock and the pid. */
+static double next_random(aw_kube *k) {
+  k->rng ^= k->rng >> 12;
+  k->rng ^= k->rng << 25;
+  k->rng ^= k->rng >> 27;
+  return (double)((k->rng * 2685821657736338717ULL) >> 11) / 9007199254740992.0;
+}
+
+static void trim_token(char *t) {
+  size_t n = strlen(t);
+  while (n && (t[n - 1] == '\n' || t[n - 1] == '\r' || t[n - 1] == ' ' || t[n - 1] == '\t')) t[--n] = '\0';
+}
+
+static void split_path(const char *path, char **dir, char **name) {
+  const char *slash = strrchr(path, '/');
+  if (slash && slash != path) {
+    *dir = strndup(path, (size_t)(slash - path));
+    *name = strdup(slash + 1);
+  } else {
+    *dir = strdup(slash ? "/" : ".");
+    *name = strdup(slash ? slash + 1 : path);
+  }
+}
+
+aw_kube *aw_kube_new(uv_loop_t *loop, aw_http *http, const aw_kube_config *cfg, char **err) {
+  aw_kube *k = calloc(1, sizeof(*k));
+  if (!k) return NULL;
+  k->loop = loop;
+  k->http = http;
+  k->base_url = strdup(cfg->base_url);
+  k->ca_file = strdup(cfg->ca_file);
+  split_path(cfg->token_file, &k->token_dir, &k->token_name);
+  k->namespace_ = strdup(cfg->namespace_);
+  k->user_agent = strdup(cfg->user_agent);
+  k->budget = cfg->budget;
+  k->rng = uv_hrtime() ^ ((uint64_t)getpid() << 32) ^ 0x9E3779B97F4A7C15ULL;
+  if (!k->rng) k->rng = 1;
+  aw_bytes tok = {0};
+  int rc = aw_read_beneath(k->token_dir, k->token_name, TOKEN_MAX_BYTES, &tok);
+  k->stats.token_reads++;
+  if (rc != 0) {
+    if (err && asprintf(err, "cannot read the service account token %s: %s", cfg->token_file,
+                        aw_safefile_strerror(rc)) < 0)
+      *err = NULL;
+    aw_kube_free(k);
+    return NULL;
+  }
+  trim_token(tok.data);
+  k->token = tok.data;
+  k->token_read_at = uv_now(loop);
+  return k;
+}
+
+static void on_op_closed(uv_handle_t *handle) {
+  aw_kube_op *op = handle->data;
+  free(op->method);
+  free(op->path);
+  free(op->url);
+  free(op->content_type);
+  free(op->body);
+  free(op->last_message);
+  free(op);
+}
+
+static void release_op(aw_kube_op *op) {
+  aw_kube *k = op->kube;
+  if (op->inflight) aw_http_cancel(op->inflight);
+  op->inflight = NULL;
+  uv_timer_stop(&op->sleep_timer);
+  if (op->prev) op->prev->next = op->next;
+  else if (k->ops == op) k->ops = op->next;
+  if (op->next) op->next->prev = op->prev;
+  op->prev = op->next = NULL;
+  uv_close((uv_handle_t *)&op->sleep_timer, on_op_closed);
+}
+
+void aw_kube_free(aw_kube *k) {
+  if (!k) return;
+  while (k->ops) release_op(k->ops);
+  free(k->base_url);
+  free(k->ca_file);
+  free(k->token_dir);
+  free(k->token_name);
+  free(k->namespace_);
+  free(k->user_agent);
+  if (k->token) {
+    /* Wipe before free: a token must not linger in freed heap. */
+    memset(k->token, 0, strlen(k->token));
+    free(k->token);
+  }
+  free(k);
+}
+
+static void finish_op(aw_kube_op *op, aw_api_class cls) {
+  aw_kube_result res = {
+      .cls = cls,
+      .status = op->last_status,
+      .message = cls == AW_API_OK ? NULL : op->last_message,
+      .attempts = op->attempts,
+  };
+  aw_kube_cb cb = op->cb;
+  void *arg = op->arg;
+  /* Unlink first so the callback can start or cancel other operations. */
+  op->cb = NULL;
+  cb(&res, arg);
+  release_op(op);
+}
+
+static void set_message(aw_kube_op *op, char *msg) {
+  free(op->last_message);
+  op->last_message = msg;
+}
+
+static void on_token_read(int err, aw_bytes *data, void *arg) {
+  aw_kube *k = arg;
+  k->token_reading = false;
+  k->stats.token_reads++;
+  if (err == 0 && data->len > 0) {
+    trim_token(data->data);
+    if (k->token) {
+      memset(k->token, 0, strlen(k->token));
+      free(k->token);
+    }
+    k->token = data->data;
+    data->data = NULL;
+    data->len = 0;
+  } else {
+    aw_warn("cannot re-read the service account token: %s", err ? aw_safefile_strerror(err) : "empty file");
+  }
+  k->token_read_at = uv_now(k->loop);
+  /* An attempt can end at once and unlink its operation, so start over from
+   * the head after each one. */
+  bool resumed = true;
+  while (resumed) {
+    resumed = false;
+    for (aw_kube_op *op = k->ops; op; op = op->next) {
+      if (op->awaiting_token) {
+        op->awaiting_token = false;
+        start_attempt(op);
+        resumed = true;
+        break;
+      }
+    }
+  }
+}
+
+static void refresh_token(aw_kube *k) {
+  if (k->token_reading) return;
+  if (aw_fs_read_small(k->loop, k->token_dir, k->token_name, TOKEN_MAX_BYTES, on_token_read, k) == 0)
+    k->token_reading = true;
+}
+
+static uint64_t time_left(const aw_kube *k) {
+  return aw_budget_clip(k->budget, uv_now(k->loop), UINT64_MAX);
+}
+
+static void on_sleep_done(uv_timer_t *timer) {
+  aw_kube_op *op = timer->data;
+  op->sleeping = false;
+  start_attempt(op);
+}
+
+static int64_t unix_now_ms(void) {
+  struct timeval tv;
+  gettimeofday(&tv, NULL);
+  return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+static void schedule_retry(aw_kube_op *op, const char *retry_after) {
+  aw_kube *k = op->kube;
+  const aw_backoff_policy *policy = k->budget->active ? &hurried_policy : &calm_policy;
+  uint64_t delay = aw_backoff_delay(policy, op->transient_failures - 1, next_random(k));
+  uint64_t asked = 0;
+  if (retry_after && aw_parse_retry_after(retry_after, unix_now_ms(), &asked) == 0)
+    delay = asked < RETRY_AFTER_CAP_MS ? asked : RETRY_AFTER_CAP_MS;
+  if (k->budget->active) {
+    uint64_t left = time_left(k);
+    if (left < MIN_ATTEMPT_MS * 2) {
+      aw_warn("%s %s: giving up, the grace period is almost over (%s)", op->method, op->path,
+              op->last_message ? op->last_message : "no answer");
+      finish_op(op, AW_API_TRANSIENT);
+      return;
+    }
+    if (delay > left - MIN_ATTEMPT_MS) delay = left - MIN_ATTEMPT_MS;
+  }
+  aw_warn("%s %s failed (attempt %u): %s; retrying in %llu ms", op->method, op->path, op->attempts,
+          op->last_message ? op->last_message : "no answer", (unsigned long long)delay);
+  op->sleeping = true;
+  uv_timer_start(&op->sleep_timer, on_sleep_done, delay, 0);
+}
+
+static char *describe_answer(const aw_http_response *res) {
+  char *msg = NULL;
+  if (res->transport_error) {
+    if (asprintf(&msg, "%s", res->error ? res->error : "transport error") < 0) msg = NULL;
+    return msg;
+  }
+  char *status = aw_api_status_message(res->body, res->body_len);
+  if (asprintf(&msg, "HTTP %ld: %s", res->status, status ? status : "") < 0) msg = NULL;
+  free(status);
+  return msg;
+}
+
+static void on_attempt_done(const aw_http_response *res, void *arg) {
+  aw_kube_op *op = arg;
+  aw_kube *k = op->kube;
+  op->inflight = NULL;
+  op->last_status = res->transport_error ? 0 : res->status;
+  aw_debug("%s %s -> %ld in %llu ms", op->method, op->path, op->last_status,
+           (unsigned long long)res->elapsed_ms);
+  aw_api_class cls = aw_api_classify(res->transport_error, res->tls_verify_failed, res->status,
+                                     res->body, res->body_len);
+  if (cls != AW_API_OK) set_message(op, describe_answer(res));
+  if (cls == AW_API_UNAUTHORIZED) {
+    if (op->reauthenticated) {
+      char *msg = NULL;
+      if (asprintf(&msg, "%s (still unauthorized after re-reading the token)",
+                   op->last_message ? op->last_message : "HTTP 401") < 0)
+        msg = NULL;
+      set_message(op, msg);
+      finish_op(op, AW_API_PERMANENT);
+      return;
+    }
+    /* The token rotates; read the file again and retry at once. */
+    aw_info("%s %s: unauthorized, re-reading the service account token", op->method, op->path);
+    op->reauthenticated = true;
+    op->awaiting_token = true;
+    refresh_token(k);
+    return;
+  }
+  if (cls == AW_API_TRANSIENT && op->retry) {
+    op->transient_failures++;
+    schedule_retry(op, res->retry_after);
+    return;
+  }
+  finish_op(op, cls);
+}
+
+static void start_attempt(aw_kube_op *op) {
+  aw_kube *k = op->kube;
+  uint64_t now = uv_now(k->loop);
+  uint64_t timeout = aw_budget_clip(k->budget, now, ATTEMPT_TIMEOUT_MS);
+  if (timeout < MIN_ATTEMPT_MS) {
+    if (!op->last_message) set_message(op, strdup("no time left in the grace period"));
+    finish_op(op, AW_API_TRANSIENT);
+    return;
+  }
+  if (now - k->token_read_at > TOKEN_MAX_AGE_MS) refresh_token(k);
+  aw_strbuf auth;
+  aw_strbuf_init(&auth);
+  aw_strbuf_appendf(&auth, "Authorization: Bearer %s", k->token ? k->token : "");
+  char ctype[160];
+  snprintf(ctype, sizeof(ctype), "Content-Type: %s", op->content_type);
+  const char *headers[] = {auth.data, ctype, "Accept: application/json", NULL};
+  aw_http_spec spec = {
+      .method = op->method,
+      .url = op->url,
+      .headers = headers,
+      .body = op->body,
+      .body_len = op->body ? strlen(op->body) : 0,
+      .ca_file = k->ca_file,
+      .user_agent = k->user_agent,
+      .deadline = now + timeout,
+      .connect_timeout_ms = CONNECT_TIMEOUT_MS < timeout ? CONNECT_TIMEOUT_MS : timeout,
+  };
+  op->attempts++;
+  k->stats.attempts++;
+  if (strcmp(op->method, "POST") == 0) k->stats.posts++;
+  else if (strcmp(op->method, "PATCH") == 0) k->stats.patches++;
+  op->inflight = aw_http_start(k->http, &spec, on_attempt_done, op);
+  memset(auth.data, 0, auth.len);
+  aw_strbuf_free(&auth);
+  if (!op->inflight) {
+    set_message(op, strdup("cannot start an HTTP request"));
+    finish_op(op, AW_API_PERMANENT);
+  }
+}
+
+aw_kube_op *aw_kube_request(aw_kube *k, const char *method, const char *suffix,
+                            const char *content_type, const char *body, bool retry,
+                            aw_kube_cb cb, void *arg) {
+  aw_kube_op *op = calloc(1, sizeof(*op));
+  if (!op) return NULL;
+  op->kube = k;
+  op->method = strdup(method);
+  if (asprintf(&op->path, API_PREFIX "%s/workflowtaskresults%s", k->namespace_, suffix) < 0)
+    op->path = NULL;
+  if (op->path && asprintf(&op->url, "%s%s", k->base_url, op->path) < 0) op->url = NULL;
+  op->content_type = strdup(content_type);
+  op->body = body ? strdup(body) : NULL;
+  op->retry = retry;
+  op->cb = cb;
+  op->arg = arg;
+  uv_timer_init(k->loop, &op->sleep_timer);
+  op->sleep_timer.data = op;
+  op->next = k->ops;
+  if (k->ops) k->ops->prev = op;
+  k->ops = op;
+  if (!op->method || !op->url || !op->content_type || (body && !op->body)) {
+    release_op(op);
+    return NULL;
+  }
+  /* The first attempt starts from the loop, never inside this call: the
+   * caller must hold the returned pointer before any callback can run. */
+  op->sleeping = true;
+  uv_timer_start(&op->sleep_timer, on_sleep_done, 0, 0);
+  return op;
+}
+
+void aw_kube_cancel(aw_kube_op *op) {
+  if (op && op->cb) {
+    op->cb = NULL;
+    release_op(op);
+  }
+}
+
+void aw_kube_budget_changed(aw_kube *k, bool now_too) {
+  uint64_t now = uv_now(k->loop);
+  uint64_t left = time_left(k);
+  for (aw_kube_op *op = k->ops; op; op = op->next) {
+    if (op->inflight) aw_http_clip_deadline(op->inflight, now + left);
+    if (!op->sleeping) continue;
+    uint64_t remaining = uv_timer_get_due_in(&op->sleep_timer);
+    uint64_t cap = now_too ? 0 : hurried_policy.cap_ms;
+    if (remaining > cap) uv_timer_start(&op->sleep_timer, on_sleep_done, cap, 0);
+  }
+}
+
+aw_kube_stats aw_kube_get_stats(const aw_kube *k) { return k->stats; }
