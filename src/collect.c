@@ -1,0 +1,263 @@
+#include "argowait/collect.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "argowait/jsonstr.h"
+#include "argowait/log.h"
+#include "argowait/safefile.h"
+
+/* Nothing read from a file ever goes into a reason or a log line: the main
+ * container could have made that file a copy of a secret. Reasons name the
+ * output, its declared path and the error only. */
+
+size_t aw_strip_one_newline(const char *data, size_t len) {
+  if (len > 0 && data[len - 1] == '\n') return len - 1;
+  return len;
+}
+
+/* Sets key in obj to item, replacing what is there. Takes item. */
+static int set_item(cJSON *obj, const char *key, cJSON *item) {
+  if (!item) return -1;
+  if (cJSON_GetObjectItemCaseSensitive(obj, key))
+    return cJSON_ReplaceItemInObjectCaseSensitive(obj, key, item) ? 0 : -1;
+  return cJSON_AddItemToObject(obj, key, item) ? 0 : -1;
+}
+
+/* Quotes bytes as a JSON string literal (NUL bytes and bad UTF-8 kept as
+ * escapes, which cJSON strings cannot hold) and sets it under key. */
+static int set_raw_string(cJSON *obj, const char *key, const char *bytes,
+                          size_t len) {
+  char *literal = aw_json_quote(bytes, len);
+  if (!literal) return -1;
+  cJSON *item = cJSON_CreateRaw(literal);
+  free(literal);
+  return set_item(obj, key, item);
+}
+
+/* ---- the script result ---- */
+
+static void collect_result(const aw_collect_input *in, aw_collect_output *out) {
+  char *dir = aw_config_path(in->cfg, AW_PATH_CTR_DIR, "main");
+  if (!dir) {
+    aw_reasons_add(&out->reasons, "output result: out of memory");
+    return;
+  }
+  aw_bytes bytes = {0};
+  bool cut = false;
+  /* One byte more than kept, so that stripping a trailing newline still
+   * leaves a full window. */
+  int rc = aw_read_tail_beneath(dir, "stdout", AW_RESULT_MAX_BYTES + 1, &bytes,
+                                &cut);
+  free(dir);
+  if (rc == -ENOENT) {
+    aw_warn("main container's stdout was not found: the result is empty");
+  } else if (rc < 0) {
+    aw_reasons_add(&out->reasons, "output result (%s/main/stdout): %s",
+                   AW_PATH_CTR_DIR, aw_safefile_strerror(rc));
+    return;
+  }
+  size_t len = aw_strip_one_newline(bytes.data ? bytes.data : "", bytes.len);
+  size_t skip = 0;
+  if (len > AW_RESULT_MAX_BYTES) {
+    skip = len - AW_RESULT_MAX_BYTES;
+    cut = true;
+  }
+  if (cut)
+    aw_warn("output is larger than the maximum allowed size of 256 kB, "
+            "only the last 256 kB were saved");
+  if (set_raw_string(out->outputs, "result",
+                     bytes.data ? bytes.data + skip : "", len - skip) != 0)
+    aw_reasons_add(&out->reasons, "output result: out of memory");
+  aw_bytes_free(&bytes);
+}
+
+/* ---- output parameters ---- */
+
+/* Where a parameter file is read from: a trusted base folder, and the part
+ * of the path that the main container controls. */
+typedef struct {
+  char *base;
+  const char *rel; /* points into the cleaned path */
+} param_source;
+
+static void param_source_free(param_source *src) {
+  free(src->base);
+  src->base = NULL;
+}
+
+/* The emissary's copy: outputs/parameters/<path without its leading '/'>. */
+static int base_image_source(const aw_config *cfg, const char *clean,
+                             param_source *src) {
+  src->base = aw_config_path(cfg, AW_PATH_OUTPUT_PARAMS, NULL);
+  src->rel = clean + 1;
+  return src->base ? 0 : -ENOMEM;
+}
+
+/* /mainctrfs/<mirror>/<rest>. A path that is the mirror itself (a file
+ * mounted with subPath, say) is read beneath the mirror's parent instead,
+ * since openat needs a folder to start from. */
+static int mirror_source(const aw_config *cfg, const char *mirror,
+                         const char *clean, param_source *src) {
+  size_t mlen = strlen(mirror);
+  if (strncmp(clean, mirror, mlen) != 0) return -EINVAL;
+  char *folder;
+  if (clean[mlen] == '\0') {
+    const char *last = strrchr(clean, '/');
+    folder = strndup(clean, (size_t)(last - clean));
+    src->rel = last + 1;
+  } else {
+    folder = strdup(mirror);
+    src->rel = clean + (mlen == 1 ? 1 : mlen + 1);
+  }
+  if (!folder) return -ENOMEM;
+  /* aw_config_path wants the part after the fixed prefix without its '/'. */
+  const char *rest = folder[0] == '/' ? folder + 1 : folder;
+  src->base = aw_config_path(cfg, AW_PATH_MAINCTRFS, *rest ? rest : NULL);
+  free(folder);
+  return src->base ? 0 : -ENOMEM;
+}
+
+static int read_from(const param_source *src, aw_bytes *value) {
+  return aw_read_beneath(src->base, src->rel, AW_PARAM_MAX_BYTES, value);
+}
+
+/* Reads one parameter file, choosing between the mirror and the emissary's
+ * copy as Argo does. Returns 0 or a negative errno. */
+static int read_param_file(const aw_collect_input *in, const char *clean,
+                           aw_bytes *value) {
+  param_source src = {0};
+  int idx = aw_template_find_mirror(in->tmpl, clean);
+  int rc;
+  if (idx < 0) {
+    rc = base_image_source(in->cfg, clean, &src);
+    if (rc == 0) rc = read_from(&src, value);
+    param_source_free(&src);
+    return rc;
+  }
+  const aw_mirrored_path *m = &in->tmpl->mirrored[idx];
+  rc = mirror_source(in->cfg, m->path, clean, &src);
+  if (rc == 0) rc = read_from(&src, value);
+  param_source_free(&src);
+  /* An optional input artifact that was not supplied has nothing mounted
+   * there; the file then lives in the base image. */
+  if (rc == -ENOENT && m->from_input_artifact && m->optional) {
+    rc = base_image_source(in->cfg, clean, &src);
+    if (rc == 0) rc = read_from(&src, value);
+    param_source_free(&src);
+  }
+  return rc;
+}
+
+/* The template's outputs.parameters element for params[index]: the arrays
+ * are in the same order, but the name is checked rather than trusted. */
+static cJSON *find_param_json(cJSON *outputs, size_t index, const char *name) {
+  cJSON *arr = cJSON_GetObjectItemCaseSensitive(outputs, "parameters");
+  if (!cJSON_IsArray(arr)) return NULL;
+  cJSON *el = cJSON_GetArrayItem(arr, (int)index);
+  cJSON *el_name = cJSON_GetObjectItemCaseSensitive(el, "name");
+  if (cJSON_IsString(el_name) && strcmp(el_name->valuestring, name) == 0)
+    return el;
+  cJSON_ArrayForEach(el, arr) {
+    el_name = cJSON_GetObjectItemCaseSensitive(el, "name");
+    if (cJSON_IsString(el_name) && strcmp(el_name->valuestring, name) == 0)
+      return el;
+  }
+  return NULL;
+}
+
+static void use_default_or_fail(const aw_output_param *p, cJSON *el, int err,
+                                aw_collect_output *out) {
+  const char *why = aw_safefile_strerror(err);
+  if (p->default_value) {
+    if (set_item(el, "value", cJSON_CreateString(p->default_value)) == 0) {
+      aw_warn("output parameter \"%s\" (%s): %s; using its default", p->name,
+              p->path, why);
+      out->params_defaulted++;
+      return;
+    }
+    why = "out of memory";
+  }
+  aw_reasons_add(&out->reasons, "output parameter \"%s\" (%s): %s", p->name,
+                 p->path, why);
+}
+
+static void collect_param(const aw_collect_input *in, size_t index,
+                          aw_collect_output *out) {
+  const aw_output_param *p = &in->tmpl->params[index];
+  cJSON *el = find_param_json(out->outputs, index, p->name);
+  if (!el) {
+    aw_reasons_add(&out->reasons,
+                   "output parameter \"%s\": not among the template's outputs",
+                   p->name);
+    return;
+  }
+  char *clean = aw_path_clean(p->path);
+  aw_bytes value = {0};
+  int rc = clean ? read_param_file(in, clean, &value) : -EINVAL;
+  free(clean);
+  if (rc == 0) {
+    size_t len = aw_strip_one_newline(value.data, value.len);
+    rc = set_raw_string(el, "value", value.data, len) == 0 ? 0 : -ENOMEM;
+    aw_bytes_free(&value);
+  }
+  if (rc == 0)
+    out->params_reported++;
+  else
+    use_default_or_fail(p, el, rc, out);
+}
+
+static void collect_params(const aw_collect_input *in, aw_collect_output *out) {
+  for (size_t i = 0; i < in->tmpl->param_count; i++) {
+    /* Parameters without a path are not the executor's: passed through. */
+    if (in->tmpl->params[i].path) collect_param(in, i, out);
+  }
+}
+
+/* ---- output artifacts ---- */
+
+static void collect_artifacts(const aw_collect_input *in,
+                              aw_collect_output *out) {
+  for (size_t i = 0; i < in->tmpl->artifact_count; i++) {
+    const aw_output_artifact *a = &in->tmpl->artifacts[i];
+    if (a->optional)
+      aw_warn("output artifact \"%s\" is optional and was dropped: saving "
+              "artifacts is not supported yet",
+              a->name);
+    else
+      aw_reasons_add(&out->reasons,
+                     "output artifact \"%s\": saving artifacts is not "
+                     "supported yet",
+                     a->name);
+  }
+  /* Only artifacts that were really saved are ever reported. */
+  cJSON_DeleteItemFromObjectCaseSensitive(out->outputs, "artifacts");
+}
+
+/* ---- entry points ---- */
+
+static cJSON *copy_outputs(const aw_template *tmpl) {
+  if (cJSON_IsObject(tmpl->outputs)) return cJSON_Duplicate(tmpl->outputs, 1);
+  return cJSON_CreateObject();
+}
+
+void aw_collect_run(const aw_collect_input *in, aw_collect_output *out) {
+  memset(out, 0, sizeof(*out));
+  aw_reasons_init(&out->reasons);
+  out->outputs = copy_outputs(in->tmpl);
+  if (!out->outputs) {
+    aw_reasons_add(&out->reasons, "outputs: out of memory");
+    return;
+  }
+  if (in->include_result) collect_result(in, out);
+  collect_params(in, out);
+  collect_artifacts(in, out);
+}
+
+void aw_collect_output_free(aw_collect_output *out) {
+  if (!out) return;
+  cJSON_Delete(out->outputs);
+  aw_reasons_free(&out->reasons);
+  memset(out, 0, sizeof(*out));
+}
