@@ -317,7 +317,8 @@ static int parse_container_set(const cJSON *set, aw_template *t,
     return -1;
   size_t n = list ? array_len(list) : 0;
   if (n == 0) {
-    aw_reasons_add(errs, "template: containerSet.containers is empty");
+    aw_reasons_add(errs, "template: containerSet.containers is %s",
+                   list ? "empty" : "missing");
     return -1;
   }
   t->main_containers = calloc(n, sizeof(*t->main_containers));

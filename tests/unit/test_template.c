@@ -536,7 +536,7 @@ static void test_missing_and_bad_values(void **state) {
        "containerSet.containers[0].name is missing"},
       {"{\"containerSet\":{\"containers\":[]}}",
        "containerSet.containers is empty"},
-      {"{\"containerSet\":{}}", "containerSet.containers is empty"},
+      {"{\"containerSet\":{}}", "containerSet.containers is missing"},
       {"{\"containerSet\":{\"containers\":[{\"name\":\"b\"},{\"name\":\"a\"},"
        "{\"name\":\"b\"}]}}",
        "containerSet.containers has the name \"b\" more than once"},
