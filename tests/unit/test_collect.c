@@ -34,44 +34,6 @@ char *aw_config_path(const aw_config *cfg, const char *fixed,
   return out;
 }
 
-char *aw_path_clean(const char *path) {
-  if (!path || path[0] != '/') return NULL;
-  size_t len = strlen(path);
-  char *out = malloc(len + 2);
-  if (!out) return NULL;
-  size_t o = 0;
-  const char *p = path;
-  while (*p) {
-    while (*p == '/') p++;
-    size_t n = strcspn(p, "/");
-    if (n == 0 || (n == 1 && p[0] == '.')) {
-    } else if (n == 2 && p[0] == '.' && p[1] == '.') {
-      while (o > 0 && out[o - 1] != '/') o--;
-      if (o > 0) o--;
-    } else {
-      out[o++] = '/';
-      memcpy(out + o, p, n);
-      o += n;
-    }
-    p += n;
-  }
-  if (o == 0) out[o++] = '/';
-  out[o] = '\0';
-  return out;
-}
-
-int aw_template_find_mirror(const aw_template *t, const char *clean_path) {
-  for (size_t i = 0; i < t->mirrored_count; i++) {
-    const char *m = t->mirrored[i].path;
-    size_t n = strlen(m);
-    if (strcmp(m, "/") == 0) return (int)i;
-    if (strncmp(clean_path, m, n) == 0 &&
-        (clean_path[n] == '\0' || clean_path[n] == '/'))
-      return (int)i;
-  }
-  return -1;
-}
-
 /* ---- fixture ---- */
 
 typedef struct {
