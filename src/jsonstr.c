@@ -40,34 +40,40 @@ char *aw_json_quote(const char *bytes, size_t len) {
   const unsigned char *s = (const unsigned char *)bytes;
   aw_strbuf sb;
   aw_strbuf_init(&sb);
-  aw_strbuf_appends(&sb, "\"");
+  /* Any failed append is remembered: a literal missing a piece (its
+   * closing quote above all) would corrupt the JSON it is inserted into. */
+  int rc = aw_strbuf_appends(&sb, "\"");
   size_t i = 0;
   while (i < len) {
     unsigned char c = s[i];
     if (c == '"' || c == '\\') {
       char esc[2] = {'\\', (char)c};
-      aw_strbuf_append(&sb, esc, 2);
+      rc |= aw_strbuf_append(&sb, esc, 2);
       i++;
     } else if (c < 0x20) {
       const char *short_esc = c == '\n' ? "\\n" : c == '\r' ? "\\r" : c == '\t' ? "\\t" : NULL;
       if (short_esc) {
-        aw_strbuf_appends(&sb, short_esc);
+        rc |= aw_strbuf_appends(&sb, short_esc);
       } else {
         char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 0xF]};
-        aw_strbuf_append(&sb, esc, 6);
+        rc |= aw_strbuf_append(&sb, esc, 6);
       }
       i++;
     } else {
       size_t n = utf8_valid_len(s + i, len - i);
       if (n == 0) {
-        aw_strbuf_appends(&sb, "\\ufffd");
+        rc |= aw_strbuf_appends(&sb, "\\ufffd");
         i++;
       } else {
-        aw_strbuf_append(&sb, s + i, n);
+        rc |= aw_strbuf_append(&sb, s + i, n);
         i += n;
       }
     }
   }
-  aw_strbuf_appends(&sb, "\"");
+  rc |= aw_strbuf_appends(&sb, "\"");
+  if (rc != 0) {
+    aw_strbuf_free(&sb);
+    return NULL;
+  }
   return aw_strbuf_take(&sb);
 }

@@ -15,7 +15,19 @@ static aw_log_format g_format = AW_LOG_TEXT;
 
 static const char *const level_names[] = {"debug", "info", "warning", "error"};
 
+/* logrus.ParseLevel and Argo's --log-format lower-case their argument, so
+ * "INFO" and "JSON" work there; ASCII-only, whatever the locale. */
+static bool ascii_equal_fold(const char *a, const char *b) {
+  for (; *a && *b; a++, b++) {
+    char ca = *a >= 'A' && *a <= 'Z' ? (char)(*a - 'A' + 'a') : *a;
+    char cb = *b >= 'A' && *b <= 'Z' ? (char)(*b - 'A' + 'a') : *b;
+    if (ca != cb) return false;
+  }
+  return *a == *b;
+}
+
 int aw_log_parse_level(const char *name, aw_log_level *out) {
+  if (!name) return -1;
   static const struct {
     const char *name;
     aw_log_level level;
@@ -24,7 +36,7 @@ int aw_log_parse_level(const char *name, aw_log_level *out) {
                {"warning", AW_LOG_WARN}, {"error", AW_LOG_ERROR},
                {"fatal", AW_LOG_ERROR}, {"panic", AW_LOG_ERROR}};
   for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
-    if (strcmp(name, table[i].name) == 0) {
+    if (ascii_equal_fold(name, table[i].name)) {
       *out = table[i].level;
       return 0;
     }
@@ -33,9 +45,10 @@ int aw_log_parse_level(const char *name, aw_log_level *out) {
 }
 
 int aw_log_parse_format(const char *name, aw_log_format *out) {
-  if (strcmp(name, "text") == 0) {
+  if (!name) return -1;
+  if (ascii_equal_fold(name, "text")) {
     *out = AW_LOG_TEXT;
-  } else if (strcmp(name, "json") == 0) {
+  } else if (ascii_equal_fold(name, "json")) {
     *out = AW_LOG_JSON;
   } else {
     return -1;
@@ -54,18 +67,28 @@ bool aw_log_enabled(aw_log_level level) { return level >= g_min_level; }
  * for everything a log message holds (quotes, backslashes, control bytes). */
 char *aw_log_format_line(aw_log_format format, aw_log_level level,
                          const char *timestamp, const char *msg) {
+  /* An enum can hold any int: an unknown level must not index past the
+   * table, and it is shown at the loudest level rather than lost. */
+  if ((unsigned)level > AW_LOG_ERROR) level = AW_LOG_ERROR;
   char *quoted = aw_json_quote(msg, strlen(msg));
   if (!quoted) return NULL;
   aw_strbuf sb;
   aw_strbuf_init(&sb);
+  int rc;
   if (format == AW_LOG_JSON) {
-    aw_strbuf_appendf(&sb, "{\"time\":\"%s\",\"level\":\"%s\",\"msg\":%s}\n",
-                      timestamp, level_names[level], quoted);
+    rc = aw_strbuf_appendf(&sb,
+                           "{\"time\":\"%s\",\"level\":\"%s\",\"msg\":%s}\n",
+                           timestamp, level_names[level], quoted);
   } else {
-    aw_strbuf_appendf(&sb, "time=\"%s\" level=%s msg=%s\n", timestamp,
-                      level_names[level], quoted);
+    rc = aw_strbuf_appendf(&sb, "time=\"%s\" level=%s msg=%s\n", timestamp,
+                           level_names[level], quoted);
   }
   free(quoted);
+  /* The promise is a whole line or nothing. */
+  if (rc != 0) {
+    aw_strbuf_free(&sb);
+    return NULL;
+  }
   return aw_strbuf_take(&sb);
 }
 

@@ -114,12 +114,30 @@ void aw_reasons_move(aw_reasons *dst, aw_reasons *src) {
   aw_reasons_init(src);
 }
 
+/* Bytes the character led by c claims (1 for ASCII and for stray bytes). */
+static size_t utf8_claimed_len(unsigned char c) {
+  if (c >= 0xF0 && c <= 0xF7) return 4;
+  if (c >= 0xE0) return c <= 0xEF ? 3 : 1;
+  if (c >= 0xC0) return 2;
+  return 1;
+}
+
+static bool is_utf8_continuation(char c) {
+  return ((unsigned char)c & 0xC0) == 0x80;
+}
+
 size_t aw_utf8_cut(const char *s, size_t len, size_t max) {
   if (len <= max) return len;
-  size_t cut = max;
-  /* Back up over continuation bytes so the cut lands on a lead byte. */
-  while (cut > 0 && ((unsigned char)s[cut] & 0xC0) == 0x80) cut--;
-  return cut;
+  /* A character is at most 4 bytes, so the lead byte of one split by the
+   * cut is at most 3 bytes back: no need to walk further over stray
+   * continuation bytes. */
+  size_t lead = max;
+  while (lead > 0 && max - lead < 3 && is_utf8_continuation(s[lead])) lead--;
+  if (is_utf8_continuation(s[lead])) return max;
+  /* Only a character that reaches past the cut is dropped; stray bytes
+   * before the cut (invalid anyway) are kept rather than eating the text
+   * before them. */
+  return lead + utf8_claimed_len((unsigned char)s[lead]) > max ? lead : max;
 }
 
 char *aw_reasons_join(const aw_reasons *r, size_t max_bytes) {
