@@ -5,6 +5,7 @@
 #define ARGOWAIT_BACKOFF_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 typedef struct {

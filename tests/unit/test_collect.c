@@ -24,16 +24,6 @@
 /* ---- stand-ins for config.c and template.c (written elsewhere; delete
  * these three when merging with the real modules) ---- */
 
-char *aw_config_path(const aw_config *cfg, const char *fixed,
-                     const char *rest) {
-  size_t size = strlen(cfg->root) + strlen(fixed) + (rest ? strlen(rest) : 0) + 2;
-  char *out = malloc(size);
-  if (!out) return NULL;
-  snprintf(out, size, "%s%s%s%s", cfg->root, fixed, rest ? "/" : "",
-           rest ? rest : "");
-  return out;
-}
-
 /* ---- fixture ---- */
 
 typedef struct {
