@@ -93,6 +93,8 @@ struct exec {
   collect_job *collecting;
   cJSON *outputs;         /* collected, owned */
   aw_kube_op *report_op;
+  bool report_after_placeholder; /* the report waits for the placeholder */
+  bool reserve_begun;
   unsigned report_switches;
   bool reported;          /* the label "true" landed */
 
@@ -257,6 +259,15 @@ static void send_report(exec *ex) {
   free(body);
 }
 
+/* Once the reserve has begun there is no time to wait for a placeholder
+ * that has not landed: the report creates the whole result instead (a 409
+ * then turns it into a patch). */
+static void supersede_placeholder(exec *ex) {
+  if (!ex->placeholder_op) return;
+  aw_info("the placeholder has not landed; the report creates the whole task result");
+  cancel_op(&ex->placeholder_op);
+}
+
 static void begin_report(exec *ex) {
   if (ex->state == ST_REPORTING || ex->state == ST_DONE) return;
   ex->state = ST_REPORTING;
@@ -265,9 +276,13 @@ static void begin_report(exec *ex) {
   uv_timer_stop(&ex->progress_file_timer);
   uv_timer_stop(&ex->progress_patch_timer);
   cancel_op(&ex->progress_op);
-  /* The report supersedes the placeholder; without a confirmed object it
-   * creates the whole result (a 409 then turns it into a patch). */
-  cancel_op(&ex->placeholder_op);
+  if (ex->placeholder_op && !ex->reserve_begun) {
+    /* Placeholder first, then the report (contract §3): it goes out as soon
+     * as the placeholder's retries end, one way or the other. */
+    ex->report_after_placeholder = true;
+    return;
+  }
+  supersede_placeholder(ex);
   send_report(ex);
 }
 
@@ -478,6 +493,7 @@ static void on_hard_stop(uv_timer_t *t) {
 static void on_reserve(uv_timer_t *t) {
   exec *ex = t->data;
   aw_info("the reserve begins: reporting what there is (state %s)", state_names[ex->state]);
+  ex->reserve_begun = true;
   cancel_op(&ex->progress_op);
   uv_timer_stop(&ex->progress_file_timer);
   uv_timer_stop(&ex->progress_patch_timer);
@@ -495,6 +511,11 @@ static void on_reserve(uv_timer_t *t) {
       arm_collect_timeout(ex);
       break;
     case ST_REPORTING:
+      if (ex->report_after_placeholder) {
+        ex->report_after_placeholder = false;
+        supersede_placeholder(ex);
+        send_report(ex);
+      }
       aw_kube_budget_changed(ex->kube, true);
       break;
     case ST_DONE:
@@ -536,6 +557,10 @@ static void on_placeholder_done(const aw_kube_result *res, void *arg) {
   } else {
     /* Not a failure by itself: the final report creates the whole object. */
     aw_warn("placeholder not written: %s", res->message ? res->message : "no answer");
+  }
+  if (ex->report_after_placeholder && ex->state == ST_REPORTING) {
+    ex->report_after_placeholder = false;
+    send_report(ex);
   }
 }
 

@@ -47,6 +47,8 @@ def require_binary():
     raise unittest.SkipTest(msg)
 
 
+LOG_TEXT_LINE = re.compile(r'^time="[0-9T:.\-]+Z" level=(debug|info|warning|error) msg=".*"$')
+
 class LifecycleCase(unittest.TestCase):
     """One fake API server per test; pods made with self.pod()."""
 
@@ -64,6 +66,7 @@ class LifecycleCase(unittest.TestCase):
             pod.close()
             if pod.proc is not None:
                 self.assert_no_leak(pod, pod.token, headers_ok=True)
+                self.assert_stderr_is_log_lines(pod)
         self.api.stop()
         if os.environ.get("ARGOWAIT_TEST_KEEP"):
             print("\nkept sandbox: %s" % self.tmp)
@@ -80,6 +83,20 @@ class LifecycleCase(unittest.TestCase):
         """Context for failure messages."""
         return "\n--- termination log: %r\n--- requests: %r\n--- log tail:\n%s" % (
             pod.termination_log(), self.api.requests, "\n".join(pod.logs()[-40:]))
+
+    def assert_stderr_is_log_lines(self, pod):
+        """Contract §1: every stderr line follows --log-format. A sanitizer
+        report, a crash message or raw library output fails here."""
+        for line in pod.logs():
+            if LOG_TEXT_LINE.match(line):
+                continue
+            try:
+                obj = json.loads(line)
+                if isinstance(obj, dict) and {"time", "level", "msg"} <= set(obj):
+                    continue
+            except ValueError:
+                pass
+            self.fail("stderr line is not a log line: %r%s" % (line, self.info(pod)))
 
     def assert_exit(self, pod, code, timeout=WAIT):
         try:
