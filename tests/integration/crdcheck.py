@@ -83,8 +83,9 @@ def _type_matches(value, want):
 
 
 class _Checker:
-    def __init__(self, patch):
+    def __init__(self, patch, strict=True):
         self.patch = patch
+        self.strict = strict
         self.errors = []
 
     def error(self, path, message):
@@ -131,14 +132,14 @@ class _Checker:
         if not self.patch:
             for key in schema.get("required", []):
                 if key not in value:
-                    self.error(path, f"required field {key!r} is missing")
+                    self.error(f"{path}.{key}", "required field is missing")
         for key, item in value.items():
             item_path = f"{path}.{key}"
             if key in properties:
                 self.check(item, properties[key], item_path)
             elif isinstance(extra, dict):
                 self.check(item, extra, item_path)
-            elif not (extra is True or keep_unknown):
+            elif self.strict and not (extra is True or keep_unknown):
                 self.error(item_path, "is not in the schema (the server would prune it)")
 
     def check_array(self, value, schema, path):
@@ -174,14 +175,16 @@ def _schema_for(crd, api_version):
     return (served or versions)[0]["schema"]["openAPIV3Schema"]
 
 
-def validate(obj, crd_path, patch=False):
-    """Returns the list of problems of obj (empty when it is valid)."""
+def validate(obj, crd_path, patch=False, strict=True):
+    """Returns the list of problems of obj (empty when it is valid). With
+    strict False, fields the schema does not know are not reported (a real
+    API server prunes them silently)."""
     crd = _load_crd(str(crd_path))
     api_version = obj.get("apiVersion") if isinstance(obj, dict) else None
     schema = dict(_schema_for(crd, api_version))
     # The server validates metadata as ObjectMeta, whatever the CRD says.
     schema["properties"] = dict(schema.get("properties", {}), metadata=_OBJECT_META)
-    checker = _Checker(patch)
+    checker = _Checker(patch, strict)
     checker.check(obj, schema, "$")
     if isinstance(obj, dict):
         checker.check_labels(obj.get("metadata"))

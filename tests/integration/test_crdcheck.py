@@ -81,7 +81,7 @@ class GoodBodies(unittest.TestCase):
 
     def test_patch_lacks_required_metadata_only_as_object(self):
         self.assertEqual(crdcheck.validate(PROGRESS_PATCH, CRD),
-                         ["$: required field 'metadata' is missing"])
+                         ["$.metadata: required field is missing"])
 
 
 class BadBodies(unittest.TestCase):
@@ -93,7 +93,7 @@ class BadBodies(unittest.TestCase):
 
     def test_parameter_without_name(self):
         body = mutated(CREATE_FAILED, lambda b: b["outputs"]["parameters"][0].pop("name"))
-        self.assert_errors(body, "$.outputs.parameters[0]: required field 'name'")
+        self.assert_errors(body, "$.outputs.parameters[0].name: required field")
 
     def test_parameter_value_must_be_string(self):
         body = mutated(FINAL_PATCH, lambda b: b["outputs"]["parameters"][0].update(value=42))
@@ -118,7 +118,7 @@ class BadBodies(unittest.TestCase):
             del b["metadata"]["ownerReferences"][0]["uid"]
         self.assert_errors(mutated(PLACEHOLDER, change),
                            "$.metadata.labels.workflows.argoproj.io/workflow: expected string",
-                           "$.metadata.ownerReferences[0]: required field 'uid'")
+                           "$.metadata.ownerReferences[0].uid: required field")
 
     def test_label_value_syntax(self):
         body = mutated(PLACEHOLDER, lambda b: b["metadata"]["labels"].update(
@@ -160,7 +160,7 @@ class CommandLine(unittest.TestCase):
         self.assertEqual(self.run_cli(PROGRESS_PATCH, "--patch").returncode, 0)
         bad = self.run_cli(PROGRESS_PATCH)
         self.assertEqual(bad.returncode, 1)
-        self.assertIn("required field 'metadata'", bad.stdout)
+        self.assertIn("$.metadata: required field", bad.stdout)
 
 
 if __name__ == "__main__":
