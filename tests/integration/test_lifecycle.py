@@ -26,7 +26,8 @@ LBL_WF = "workflows.argoproj.io/workflow"
 LBL_DONE = "workflows.argoproj.io/report-outputs-completed"
 LBL_IID = "workflows.argoproj.io/controller-instanceid"
 WAIT = 15.0          # generous timeout for events
-TEXT_LOG_LINE = re.compile(r'^time="[^"]*" level=(trace|debug|info|warn|warning|error|fatal|panic) msg=')
+# A text log line as argowait writes it (logrus style).
+TEXT_LOG_LINE = re.compile(r'^time="[0-9T:.\-]+Z" level=(debug|info|warning|error) msg=".*"$')
 
 
 def labels(obj):
@@ -47,7 +48,6 @@ def require_binary():
     raise unittest.SkipTest(msg)
 
 
-LOG_TEXT_LINE = re.compile(r'^time="[0-9T:.\-]+Z" level=(debug|info|warning|error) msg=".*"$')
 
 class LifecycleCase(unittest.TestCase):
     """One fake API server per test; pods made with self.pod()."""
@@ -88,7 +88,7 @@ class LifecycleCase(unittest.TestCase):
         """Contract §1: every stderr line follows --log-format. A sanitizer
         report, a crash message or raw library output fails here."""
         for line in pod.logs():
-            if LOG_TEXT_LINE.match(line):
+            if TEXT_LOG_LINE.match(line):
                 continue
             try:
                 obj = json.loads(line)
