@@ -378,6 +378,9 @@ class TestSignalsAndFaults(LifecycleCase):
         self.assert_exit(pod, 0, timeout=30)
         self.assertEqual([(r.method, r.status) for r in self.api.writes()],
                          [("POST", 503), ("POST", 503), ("POST", 201), ("PATCH", 429), ("PATCH", 200)])
+        throttled, retried = self.api.writes()[3:5]
+        # Retry-After: 1 is honoured; the backoff alone would retry within 200 ms.
+        self.assertGreaterEqual(retried.t_recv - throttled.t_sent, 0.9)
         obj = pod.task_result()
         self.assertEqual(labels(obj).get(LBL_DONE), "true")
         TestReport.check_outputs(self, obj["outputs"], result=None)
