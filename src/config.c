@@ -535,10 +535,9 @@ static bool is_plain_host(const char *host, size_t len) {
 static void load_api_host(env_loader *ld, aw_config *cfg) {
   const char *name = "KUBERNETES_SERVICE_HOST";
   const char *value = env_get(ld, name);
-  if (!value) {
-    cfg->api_host = load_required(ld, name);
-    return;
-  }
+  /* Unset is not an error here: with --kubeconfig the server comes from the
+   * file. The executor requires it for the in-cluster configuration. */
+  if (!value) return;
   /* Kept bare: the URL builder adds brackets around an IPv6 address. */
   const char *host = value;
   size_t len = strlen(value);
@@ -557,10 +556,7 @@ static void load_api_host(env_loader *ld, aw_config *cfg) {
 static void load_api_port(env_loader *ld, aw_config *cfg) {
   const char *name = "KUBERNETES_SERVICE_PORT";
   const char *value = env_get(ld, name);
-  if (!value) {
-    cfg->api_port = load_required(ld, name);
-    return;
-  }
+  if (!value) return;
   int64_t port;
   if (aw_parse_int(value, 1, 65535, &port) != 0) {
     fail_invalid(ld, name, value, "is not a port number (1-65535)");

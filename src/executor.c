@@ -29,6 +29,7 @@
 #include "argowait/fsjob.h"
 #include "argowait/http.h"
 #include "argowait/kube.h"
+#include "argowait/kubeconfig.h"
 #include "argowait/log.h"
 #include "argowait/safefile.h"
 #include "argowait/taskresult.h"
@@ -586,15 +587,20 @@ static int load_template(exec *ex) {
     return aw_template_parse(ex->cfg.template_json, strlen(ex->cfg.template_json), &ex->tmpl,
                              &ex->failures);
   const char *path = ex->cfg.template_path;
-  const char *slash = path ? strrchr(path, '/') : NULL;
-  if (!slash) {
-    aw_reasons_add(&ex->failures, "template: no template path");
-    return -1;
-  }
-  char *dir = slash == path ? strdup("/") : strndup(path, (size_t)(slash - path));
+  char *offloaded = path_under_root(ex, AW_PATH_OFFLOADED_TEMPLATE, NULL);
   aw_bytes raw = {0};
-  int rc = dir ? aw_read_beneath(dir, slash + 1, AW_TEMPLATE_MAX_BYTES, &raw) : -ENOMEM;
-  free(dir);
+  int rc;
+  if (offloaded && strcmp(path, offloaded) == 0) {
+    /* A ConfigMap mount: symlinks into ..data by design, out of main's reach. */
+    rc = aw_read_trusted(path, AW_TEMPLATE_MAX_BYTES, &raw);
+  } else {
+    /* /var/run/argo is shared with the main container: read beneath it. */
+    const char *slash = strrchr(path, '/');
+    char *dir = !slash ? NULL : slash == path ? strdup("/") : strndup(path, (size_t)(slash - path));
+    rc = dir ? aw_read_beneath(dir, slash + 1, AW_TEMPLATE_MAX_BYTES, &raw) : -EINVAL;
+    free(dir);
+  }
+  free(offloaded);
   if (rc != 0) {
     aw_reasons_add(&ex->failures, "template: cannot read %s: %s", path, aw_safefile_strerror(rc));
     return -1;
@@ -604,12 +610,15 @@ static int load_template(exec *ex) {
   return rc;
 }
 
-static char *read_namespace(const exec *ex) {
+/* The namespace: POD_NAMESPACE, else the kubeconfig context's, else the
+ * service account's namespace file (as client-go does in a pod). */
+static char *read_namespace(const exec *ex, const aw_kubeconfig *kc) {
   if (ex->cfg.namespace_env) return strdup(ex->cfg.namespace_env);
-  char *dir = path_under_root(ex, AW_PATH_SA_DIR, NULL);
+  if (kc && kc->namespace_) return strdup(kc->namespace_);
+  char *path = path_under_root(ex, AW_PATH_SA_DIR, "namespace");
   aw_bytes raw = {0};
-  int rc = dir ? aw_read_beneath(dir, "namespace", 256, &raw) : -ENOMEM;
-  free(dir);
+  int rc = path ? aw_read_trusted(path, 256, &raw) : -ENOMEM;
+  free(path);
   if (rc != 0) return NULL;
   size_t n = raw.len;
   while (n && (raw.data[n - 1] == '\n' || raw.data[n - 1] == ' ' || raw.data[n - 1] == '\r')) n--;
@@ -621,32 +630,70 @@ static char *read_namespace(const exec *ex) {
   return raw.data;
 }
 
-static int start_kube(exec *ex) {
-  char *sa = path_under_root(ex, AW_PATH_SA_DIR, NULL);
-  char *ca = NULL, *token = NULL, *url = NULL, *ua = NULL;
+static char *user_agent(void) {
+  char *ua = NULL;
+  if (asprintf(&ua, "argowait/%s (argo-executor wait)", ARGOWAIT_VERSION) < 0) ua = NULL;
+  return ua;
+}
+
+static int new_kube(exec *ex, const aw_kube_config *kc) {
+  char *err = NULL;
+  ex->kube = aw_kube_new(&ex->loop, ex->http, kc, &err);
+  if (!ex->kube) aw_reasons_add(&ex->termlog, "%s", err ? err : "cannot set up the API client");
+  free(err);
+  return ex->kube ? 0 : -1;
+}
+
+/* In the pod: KUBERNETES_SERVICE_HOST/PORT and the service account's files. */
+static int start_kube_in_cluster(exec *ex) {
+  char *ca = path_under_root(ex, AW_PATH_SA_DIR, "ca.crt");
+  char *token = path_under_root(ex, AW_PATH_SA_DIR, "token");
+  char *url = NULL, *ua = user_agent();
   bool v6 = strchr(ex->cfg.api_host, ':') != NULL;
-  if (sa) {
-    if (asprintf(&ca, "%s/ca.crt", sa) < 0) ca = NULL;
-    if (asprintf(&token, "%s/token", sa) < 0) token = NULL;
-  }
   if (asprintf(&url, v6 ? "https://[%s]:%s" : "https://%s:%s", ex->cfg.api_host, ex->cfg.api_port) < 0)
     url = NULL;
-  if (asprintf(&ua, "argowait/%s (argo-executor wait)", ARGOWAIT_VERSION) < 0) ua = NULL;
   int rc = -1;
   if (ca && token && url && ua) {
-    aw_kube_config kc = {.base_url = url, .ca_file = ca, .token_file = token,
-                         .namespace_ = ex->ns, .user_agent = ua, .budget = &ex->budget};
-    char *err = NULL;
-    ex->kube = aw_kube_new(&ex->loop, ex->http, &kc, &err);
-    if (ex->kube) rc = 0;
-    else aw_reasons_add(&ex->termlog, "%s", err ? err : "cannot set up the API client");
-    free(err);
+    aw_kube_config kc = {.base_url = url, .namespace_ = ex->ns, .user_agent = ua,
+                         .budget = &ex->budget, .ca_file = ca, .token_file = token};
+    rc = new_kube(ex, &kc);
   }
-  free(sa);
   free(ca);
   free(token);
   free(url);
   free(ua);
+  return rc;
+}
+
+/* --kubeconfig: the current context's server and credentials. */
+static int start_kube_from_kubeconfig(exec *ex, const aw_kubeconfig *c) {
+  char *ua = user_agent();
+  if (!ua) return -1;
+  aw_kube_config kc = {
+      .base_url = c->server, .namespace_ = ex->ns, .user_agent = ua, .budget = &ex->budget,
+      .ca_file = c->ca_file, .ca_pem = c->ca_pem.data, .ca_pem_len = c->ca_pem.len,
+      .token_file = c->token_file, .token = c->token,
+      .client_cert_file = c->client_cert_file, .client_key_file = c->client_key_file,
+      .client_cert_pem = c->client_cert_pem.data, .client_cert_pem_len = c->client_cert_pem.len,
+      .client_key_pem = c->client_key_pem.data, .client_key_pem_len = c->client_key_pem.len,
+  };
+  int rc = new_kube(ex, &kc);
+  free(ua);
+  return rc;
+}
+
+static int load_kubeconfig(exec *ex, const char *path, aw_kubeconfig *kc) {
+  aw_bytes raw = {0};
+  int rc = aw_read_trusted(path, AW_KUBECONFIG_MAX_BYTES, &raw);
+  if (rc != 0) {
+    aw_reasons_add(&ex->failures, "kubeconfig: cannot read %s: %s", path, aw_safefile_strerror(rc));
+    return -1;
+  }
+  const char *slash = strrchr(path, '/');
+  char *dir = !slash ? strdup(".") : slash == path ? strdup("/") : strndup(path, (size_t)(slash - path));
+  rc = aw_kubeconfig_parse(raw.data, raw.len, dir, kc, &ex->failures);
+  free(dir);
+  aw_bytes_free(&raw);
   return rc;
 }
 
@@ -734,24 +781,27 @@ int aw_wait_run(const aw_wait_options *opts, aw_getenv_fn getenv_fn) {
   memset(ex, 0, sizeof(*ex));
   aw_reasons_init(&ex->failures);
   aw_reasons_init(&ex->termlog);
-  if (opts && opts->kubeconfig)
-    aw_warn("--kubeconfig %s is not supported yet; using the in-cluster configuration",
-            opts->kubeconfig);
   aw_config_load(&ex->cfg, getenv_fn, &ex->failures);
-  if (!aw_config_has_identity(&ex->cfg) || !ex->cfg.api_host || !ex->cfg.api_port) {
+  aw_kubeconfig kc = {0};
+  const char *kubeconfig = opts ? opts->kubeconfig : NULL;
+  bool api_known = kubeconfig ? load_kubeconfig(ex, kubeconfig, &kc) == 0
+                              : ex->cfg.api_host && ex->cfg.api_port;
+  if (!kubeconfig && !api_known)
+    aw_reasons_add(&ex->failures, "KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT: required "
+                                  "(in-cluster configuration), but not set");
+  if (api_known) ex->ns = read_namespace(ex, kubeconfig ? &kc : NULL);
+  if (api_known && !ex->ns) {
+    aw_reasons_add(&ex->failures, "namespace: POD_NAMESPACE is unset and %s%s/namespace cannot be read",
+                   ex->cfg.root, AW_PATH_SA_DIR);
+    api_known = false;
+  }
+  if (!aw_config_has_identity(&ex->cfg) || !api_known) {
+    aw_kubeconfig_free(&kc);
     int code = fail_without_api(ex);
     free_exec(ex);
     return code;
   }
   if (load_template(ex) == 0) ex->tmpl_loaded = true;
-  ex->ns = read_namespace(ex);
-  if (!ex->ns) {
-    aw_reasons_add(&ex->failures, "namespace: POD_NAMESPACE is unset and %s%s/namespace cannot be read",
-                   ex->cfg.root, AW_PATH_SA_DIR);
-    int code = fail_without_api(ex);
-    free_exec(ex);
-    return code;
-  }
   ex->identity = (aw_tr_identity){.namespace_ = ex->ns, .name = ex->cfg.node_id,
                                   .workflow_name = ex->cfg.workflow_name,
                                   .workflow_uid = ex->cfg.workflow_uid,
@@ -761,7 +811,9 @@ int aw_wait_run(const aw_wait_options *opts, aw_getenv_fn getenv_fn) {
   init_handles(ex);
   sigprocmask(SIG_UNBLOCK, &stop_signals, NULL);
   ex->http = aw_http_new(&ex->loop);
-  if (!ex->http || start_kube(ex) != 0) {
+  int kube_rc = !ex->http ? -1 : kubeconfig ? start_kube_from_kubeconfig(ex, &kc) : start_kube_in_cluster(ex);
+  aw_kubeconfig_free(&kc);
+  if (kube_rc != 0) {
     aw_reasons_move(&ex->termlog, &ex->failures);
     ex->state = ST_REPORTING; /* nothing can be reported */
     finish(ex);

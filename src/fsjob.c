@@ -5,19 +5,24 @@
 #include "argowait/fsjob.h"
 
 #include <errno.h>
-#include <stdbool.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+typedef enum {
+  READ_WHOLE,   /* base_dir/rel beneath base_dir, capped */
+  READ_TAIL,    /* the last cap bytes of base_dir/rel */
+  READ_TRUSTED, /* base_dir is the whole path; symlinks are followed */
+} read_kind;
+
 typedef struct {
   uv_work_t work;
   char *base_dir;
   char *rel;
   size_t cap;
-  bool tail; /* cap is the tail to keep, not a limit */
+  read_kind kind;
   int err;
   aw_bytes data;
   aw_fs_read_cb cb;
@@ -27,8 +32,12 @@ typedef struct {
 static void read_job_work(uv_work_t *work) {
   read_job *job = work->data;
   bool cut = false;
-  job->err = job->tail ? aw_read_tail_beneath(job->base_dir, job->rel, job->cap, &job->data, &cut)
-                       : aw_read_beneath(job->base_dir, job->rel, job->cap, &job->data);
+  if (job->kind == READ_TRUSTED)
+    job->err = aw_read_trusted(job->base_dir, job->cap, &job->data);
+  else if (job->kind == READ_TAIL)
+    job->err = aw_read_tail_beneath(job->base_dir, job->rel, job->cap, &job->data, &cut);
+  else
+    job->err = aw_read_beneath(job->base_dir, job->rel, job->cap, &job->data);
 }
 
 static void read_job_done(uv_work_t *work, int status) {
@@ -43,10 +52,10 @@ static void read_job_done(uv_work_t *work, int status) {
 }
 
 static int queue_read(uv_loop_t *loop, const char *base_dir, const char *rel, size_t cap,
-                      bool tail, aw_fs_read_cb cb, void *arg) {
+                      read_kind kind, aw_fs_read_cb cb, void *arg) {
   read_job *job = calloc(1, sizeof(*job));
   if (!job) return -ENOMEM;
-  job->tail = tail;
+  job->kind = kind;
   job->base_dir = strdup(base_dir);
   job->rel = strdup(rel);
   job->cap = cap;
@@ -65,12 +74,16 @@ static int queue_read(uv_loop_t *loop, const char *base_dir, const char *rel, si
 
 int aw_fs_read_small(uv_loop_t *loop, const char *base_dir, const char *rel, size_t cap,
                      aw_fs_read_cb cb, void *arg) {
-  return queue_read(loop, base_dir, rel, cap, false, cb, arg);
+  return queue_read(loop, base_dir, rel, cap, READ_WHOLE, cb, arg);
 }
 
 int aw_fs_read_tail(uv_loop_t *loop, const char *base_dir, const char *rel, size_t tail,
                     aw_fs_read_cb cb, void *arg) {
-  return queue_read(loop, base_dir, rel, tail, true, cb, arg);
+  return queue_read(loop, base_dir, rel, tail, READ_TAIL, cb, arg);
+}
+
+int aw_fs_read_trusted(uv_loop_t *loop, const char *path, size_t cap, aw_fs_read_cb cb, void *arg) {
+  return queue_read(loop, path, "", cap, READ_TRUSTED, cb, arg);
 }
 
 typedef struct {

@@ -59,8 +59,16 @@ struct aw_kube {
   aw_http *http;
   char *base_url;
   char *ca_file;
-  char *token_dir;
-  char *token_name;
+  char *token_file; /* NULL: a fixed token, or none (client certificate) */
+  /* The TLS identity and CA as given; set on each easy handle. */
+  char *ca_pem;
+  size_t ca_pem_len;
+  char *client_cert_file;
+  char *client_key_file;
+  char *client_cert_pem;
+  size_t client_cert_pem_len;
+  char *client_key_pem;
+  size_t client_key_pem_len;
   char *namespace_;
   char *user_agent;
   char *token;
@@ -88,15 +96,21 @@ static void trim_token(char *t) {
   while (n && (t[n - 1] == '\n' || t[n - 1] == '\r' || t[n - 1] == ' ' || t[n - 1] == '\t')) t[--n] = '\0';
 }
 
-static void split_path(const char *path, char **dir, char **name) {
-  const char *slash = strrchr(path, '/');
-  if (slash && slash != path) {
-    *dir = strndup(path, (size_t)(slash - path));
-    *name = strdup(slash + 1);
-  } else {
-    *dir = strdup(slash ? "/" : ".");
-    *name = strdup(slash ? slash + 1 : path);
+static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
+
+static char *dup_bytes(const char *data, size_t len) {
+  if (!data) return NULL;
+  char *out = malloc(len + 1);
+  if (out) {
+    memcpy(out, data, len);
+    out[len] = '\0';
   }
+  return out;
+}
+
+static void wipe_free(char *s, size_t len) {
+  if (s) memset(s, 0, len);
+  free(s);
 }
 
 aw_kube *aw_kube_new(uv_loop_t *loop, aw_http *http, const aw_kube_config *cfg, char **err) {
@@ -105,15 +119,26 @@ aw_kube *aw_kube_new(uv_loop_t *loop, aw_http *http, const aw_kube_config *cfg, 
   k->loop = loop;
   k->http = http;
   k->base_url = strdup(cfg->base_url);
-  k->ca_file = strdup(cfg->ca_file);
-  split_path(cfg->token_file, &k->token_dir, &k->token_name);
+  k->ca_file = dup_or_null(cfg->ca_file);
+  k->ca_pem = dup_bytes(cfg->ca_pem, cfg->ca_pem_len);
+  k->ca_pem_len = cfg->ca_pem_len;
+  k->token_file = dup_or_null(cfg->token_file);
+  k->token = dup_or_null(cfg->token);
+  k->client_cert_file = dup_or_null(cfg->client_cert_file);
+  k->client_key_file = dup_or_null(cfg->client_key_file);
+  k->client_cert_pem = dup_bytes(cfg->client_cert_pem, cfg->client_cert_pem_len);
+  k->client_cert_pem_len = cfg->client_cert_pem_len;
+  k->client_key_pem = dup_bytes(cfg->client_key_pem, cfg->client_key_pem_len);
+  k->client_key_pem_len = cfg->client_key_pem_len;
   k->namespace_ = strdup(cfg->namespace_);
   k->user_agent = strdup(cfg->user_agent);
   k->budget = cfg->budget;
   k->rng = uv_hrtime() ^ ((uint64_t)getpid() << 32) ^ 0x9E3779B97F4A7C15ULL;
   if (!k->rng) k->rng = 1;
+  k->token_read_at = uv_now(loop);
+  if (!k->token_file) return k;
   aw_bytes tok = {0};
-  int rc = aw_read_beneath(k->token_dir, k->token_name, TOKEN_MAX_BYTES, &tok);
+  int rc = aw_read_trusted(k->token_file, TOKEN_MAX_BYTES, &tok);
   k->stats.token_reads++;
   if (rc != 0) {
     if (err && asprintf(err, "cannot read the service account token %s: %s", cfg->token_file,
@@ -124,7 +149,6 @@ aw_kube *aw_kube_new(uv_loop_t *loop, aw_http *http, const aw_kube_config *cfg, 
   }
   trim_token(tok.data);
   k->token = tok.data;
-  k->token_read_at = uv_now(loop);
   return k;
 }
 
@@ -156,8 +180,12 @@ void aw_kube_free(aw_kube *k) {
   while (k->ops) release_op(k->ops);
   free(k->base_url);
   free(k->ca_file);
-  free(k->token_dir);
-  free(k->token_name);
+  free(k->token_file);
+  free(k->client_cert_file);
+  free(k->client_key_file);
+  free(k->ca_pem);
+  wipe_free(k->client_cert_pem, k->client_cert_pem_len);
+  wipe_free(k->client_key_pem, k->client_key_pem_len);
   free(k->namespace_);
   free(k->user_agent);
   if (k->token) {
@@ -222,8 +250,8 @@ static void on_token_read(int err, aw_bytes *data, void *arg) {
 }
 
 static void refresh_token(aw_kube *k) {
-  if (k->token_reading) return;
-  if (aw_fs_read_small(k->loop, k->token_dir, k->token_name, TOKEN_MAX_BYTES, on_token_read, k) == 0)
+  if (k->token_reading || !k->token_file) return;
+  if (aw_fs_read_trusted(k->loop, k->token_file, TOKEN_MAX_BYTES, on_token_read, k) == 0)
     k->token_reading = true;
 }
 
@@ -289,7 +317,8 @@ static void on_attempt_done(const aw_http_response *res, void *arg) {
                                      res->body, res->body_len);
   if (cls != AW_API_OK) set_message(op, describe_answer(res));
   if (cls == AW_API_UNAUTHORIZED) {
-    if (op->reauthenticated) {
+    /* Only a token file can hold a newer token. */
+    if (op->reauthenticated || !k->token_file) {
       char *msg = NULL;
       if (asprintf(&msg, "%s (still unauthorized after re-reading the token)",
                    op->last_message ? op->last_message : "HTTP 401") < 0)
@@ -313,6 +342,27 @@ static void on_attempt_done(const aw_http_response *res, void *arg) {
   finish_op(op, cls);
 }
 
+/* The CA and client identity that a kubeconfig may give as PEM bytes. */
+static void configure_tls(CURL *easy, void *arg) {
+  const aw_kube *k = arg;
+  if (k->ca_pem) {
+    struct curl_blob blob = {k->ca_pem, k->ca_pem_len, CURL_BLOB_COPY};
+    curl_easy_setopt(easy, CURLOPT_CAINFO_BLOB, &blob);
+  }
+  if (k->client_cert_pem) {
+    struct curl_blob blob = {k->client_cert_pem, k->client_cert_pem_len, CURL_BLOB_COPY};
+    curl_easy_setopt(easy, CURLOPT_SSLCERT_BLOB, &blob);
+  } else if (k->client_cert_file) {
+    curl_easy_setopt(easy, CURLOPT_SSLCERT, k->client_cert_file);
+  }
+  if (k->client_key_pem) {
+    struct curl_blob blob = {k->client_key_pem, k->client_key_pem_len, CURL_BLOB_COPY};
+    curl_easy_setopt(easy, CURLOPT_SSLKEY_BLOB, &blob);
+  } else if (k->client_key_file) {
+    curl_easy_setopt(easy, CURLOPT_SSLKEY, k->client_key_file);
+  }
+}
+
 static void start_attempt(aw_kube_op *op) {
   aw_kube *k = op->kube;
   uint64_t now = uv_now(k->loop);
@@ -325,10 +375,12 @@ static void start_attempt(aw_kube_op *op) {
   if (now - k->token_read_at > TOKEN_MAX_AGE_MS) refresh_token(k);
   aw_strbuf auth;
   aw_strbuf_init(&auth);
-  aw_strbuf_appendf(&auth, "Authorization: Bearer %s", k->token ? k->token : "");
+  if (k->token && k->token[0]) aw_strbuf_appendf(&auth, "Authorization: Bearer %s", k->token);
   char ctype[160];
   snprintf(ctype, sizeof(ctype), "Content-Type: %s", op->content_type);
-  const char *headers[] = {auth.data, ctype, "Accept: application/json", NULL};
+  /* Without a token (client certificate only) the list simply starts later. */
+  const char *all_headers[] = {auth.data, ctype, "Accept: application/json", NULL};
+  const char *const *headers = auth.data ? all_headers : all_headers + 1;
   aw_http_spec spec = {
       .method = op->method,
       .url = op->url,
@@ -336,6 +388,8 @@ static void start_attempt(aw_kube_op *op) {
       .body = op->body,
       .body_len = op->body ? strlen(op->body) : 0,
       .ca_file = k->ca_file,
+      .configure = configure_tls,
+      .configure_arg = k,
       .user_agent = k->user_agent,
       .deadline = now + timeout,
       .connect_timeout_ms = CONNECT_TIMEOUT_MS < timeout ? CONNECT_TIMEOUT_MS : timeout,
@@ -345,7 +399,7 @@ static void start_attempt(aw_kube_op *op) {
   if (strcmp(op->method, "POST") == 0) k->stats.posts++;
   else if (strcmp(op->method, "PATCH") == 0) k->stats.patches++;
   op->inflight = aw_http_start(k->http, &spec, on_attempt_done, op);
-  memset(auth.data, 0, auth.len);
+  if (auth.data) memset(auth.data, 0, auth.len);
   aw_strbuf_free(&auth);
   if (!op->inflight) {
     set_message(op, strdup("cannot start an HTTP request"));

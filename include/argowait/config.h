@@ -60,8 +60,8 @@ typedef struct {
   char *template_json;
   char *template_path;
 
-  char *api_host; /* KUBERNETES_SERVICE_HOST, IPv6 kept bare */
-  char *api_port;
+  char *api_host; /* KUBERNETES_SERVICE_HOST, IPv6 kept bare; NULL if unset */
+  char *api_port; /* NULL if unset (required unless --kubeconfig is given) */
 } aw_config;
 
 /* Loads everything it can; appends one reason per bad or missing value.

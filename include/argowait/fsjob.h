@@ -21,6 +21,8 @@ int aw_fs_read_small(uv_loop_t *loop, const char *base_dir, const char *rel,
  * for files that only grow, like the progress file. */
 int aw_fs_read_tail(uv_loop_t *loop, const char *base_dir, const char *rel,
                     size_t tail, aw_fs_read_cb cb, void *arg);
+/* Reads a kubelet-managed file (aw_read_trusted), e.g. the rotating token. */
+int aw_fs_read_trusted(uv_loop_t *loop, const char *path, size_t cap, aw_fs_read_cb cb, void *arg);
 /* Writes data to path (created or truncated) with mode, then fchmod to mode
  * so the umask does not narrow it. cb may be NULL. */
 int aw_fs_write_small(uv_loop_t *loop, const char *path, const char *data,

@@ -22,11 +22,23 @@ typedef struct aw_kube_op aw_kube_op;
 
 typedef struct {
   const char *base_url;   /* https://host:port */
-  const char *ca_file;
-  const char *token_file;
   const char *namespace_;
   const char *user_agent;
   const aw_budget *budget; /* the executor's; read at every step */
+  /* The server's CA: a file, or PEM bytes (kubeconfig data). */
+  const char *ca_file;
+  const char *ca_pem;
+  size_t ca_pem_len;
+  /* Credentials: a token file (re-read: it rotates), a fixed token, and/or
+   * a client certificate and key (files, or PEM bytes). */
+  const char *token_file;
+  const char *token;
+  const char *client_cert_file;
+  const char *client_key_file;
+  const char *client_cert_pem;
+  size_t client_cert_pem_len;
+  const char *client_key_pem;
+  size_t client_key_pem_len;
 } aw_kube_config;
 
 typedef struct {
@@ -39,7 +51,8 @@ typedef struct {
 
 typedef void (*aw_kube_cb)(const aw_kube_result *res, void *arg);
 
-/* Reads the token file synchronously (start-up, before the loop runs).
+/* Reads the token file synchronously, if there is one (start-up, before the
+ * loop runs).
  * Returns NULL and sets *err (malloc'd) on failure. */
 aw_kube *aw_kube_new(uv_loop_t *loop, aw_http *http, const aw_kube_config *cfg,
                      char **err);

@@ -35,6 +35,12 @@ int aw_read_beneath(const char *base_dir, const char *rel, size_t cap,
 int aw_read_tail_beneath(const char *base_dir, const char *rel, size_t tail,
                          aw_bytes *out, bool *cut);
 
+/* Reads a file that the kubelet manages and the main container cannot
+ * reach (the service-account token, a kubeconfig, ConfigMap and Secret
+ * mounts). Those are symlinks into a "..data" folder by design, so symlinks
+ * are followed here; the regular-file check and the cap still hold. */
+int aw_read_trusted(const char *path, size_t cap, aw_bytes *out);
+
 /* A short description of a negative errno from the functions above, with the
  * escape cases named as such. */
 const char *aw_safefile_strerror(int neg_errno);

@@ -75,6 +75,12 @@ prompt = no
 CN = unused
 """
 
+_CLIENT_EXT = """\
+basicConstraints = CA:FALSE
+keyUsage = critical, digitalSignature, keyEncipherment
+extendedKeyUsage = clientAuth
+"""
+
 _SERVER_EXT = """\
 basicConstraints = CA:FALSE
 keyUsage = critical, digitalSignature, keyEncipherment
@@ -123,6 +129,22 @@ def make_pki(dir, prefix="", cn=None):
              "-set_serial", str(random.getrandbits(62) + 1), "-days", "3", "-sha256",
              "-extfile", ext, "-out", out["server_cert"])
     return out
+
+
+def make_client_cert(pki, cn, dir=None):
+    """A client certificate with CN ``cn`` signed by the CA of ``pki`` (as a
+    kubeconfig's client-certificate). Returns (cert_path, key_path)."""
+    dir = dir or os.path.dirname(pki["ca_cert"])
+    ext = os.path.join(dir, "client.ext")
+    with open(ext, "w") as f:
+        f.write(_CLIENT_EXT)
+    cert, key, csr = (os.path.join(dir, "client-%s.%s" % (cn, x)) for x in ("crt", "key", "csr"))
+    _openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+             "-keyout", key, "-out", csr, "-subj", "/CN=" + cn)
+    _openssl("x509", "-req", "-in", csr, "-CA", pki["ca_cert"], "-CAkey", pki["ca_key"],
+             "-set_serial", str(random.getrandbits(62) + 1), "-days", "3", "-sha256",
+             "-extfile", ext, "-out", cert)
+    return cert, key
 
 
 # --------------------------------------------------------------------------
@@ -260,6 +282,7 @@ class Request:
         self.status = None                    # status code sent, None if none
         self.response = None                  # parsed response body (when JSON)
         self.fault = None                     # the fault rule applied, if any
+        self.client_cn = None                 # CN of a verified client certificate
         self.done = False
 
     def header(self, name, default=None):
@@ -394,6 +417,19 @@ class FaultList:
 # --------------------------------------------------------------------------
 # HTTP handling
 
+def _peer_cn(sock):
+    """The CN of a verified client certificate, or None."""
+    try:
+        cert = sock.getpeercert()
+    except (ValueError, OSError):
+        return None
+    for rdn in (cert or {}).get("subject", ()):
+        for key, value in rdn:
+            if key == "commonName":
+                return value
+    return None
+
+
 class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "fakeapi/1"
@@ -436,6 +472,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                     pass
             return
         sock.settimeout(self.timeout)
+        self.client_cn = _peer_cn(sock)
         api._event("tls", self.conn_id, "handshake ok %s" % sock.version())
         self.request = sock
         self.ssl_ok = True
@@ -504,6 +541,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._drop(linger0=True)
             return
         req = api._record(self.conn_id, self.command, self.path, self.headers, body)
+        req.client_cn = getattr(self, "client_cn", None)
         rule = api.faults.take(self.command, req.path)
         req.fault = rule
         try:
@@ -663,7 +701,7 @@ class FakeApi:
     State survives ``down()``/``up()``; ``stop()`` ends it for good."""
 
     def __init__(self, dir, port=0, token=None, pki=None, strict=True, crd_path=DEFAULT_CRD,
-                 verbose=False):
+                 verbose=False, client_auth=False):
         self.dir = dir
         os.makedirs(dir, exist_ok=True)
         self.pki = pki or make_pki(os.path.join(dir, "pki"))
@@ -690,6 +728,12 @@ class FakeApi:
         self.port = None
         self._ssl_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self._ssl_ctx.load_cert_chain(self.pki["server_cert"], self.pki["server_key"])
+        # Client certificates signed by our CA authenticate their CN (as a
+        # kube-apiserver does); asked for, never required.
+        self.accepted_client_cns = set()
+        if client_auth:
+            self._ssl_ctx.verify_mode = ssl.CERT_OPTIONAL
+            self._ssl_ctx.load_verify_locations(self.pki["ca_cert"])
         load_schema(crd_path)
 
     # -- life cycle
@@ -900,7 +944,8 @@ class FakeApi:
 
     # -- routing (called with a recorded Request; returns code, body, headers)
     def _route(self, req):
-        if req.token is None or req.token not in self.accepted_tokens:
+        by_cert = req.client_cn is not None and req.client_cn in self.accepted_client_cns
+        if not by_cert and (req.token is None or req.token not in self.accepted_tokens):
             return 401, status_body(401, "Unauthorized", "Unauthorized"), {}
         m = _ROUTE.match(req.path)
         if not m:
