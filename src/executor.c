@@ -768,34 +768,56 @@ static int run_loop(exec *ex) {
   return code;
 }
 
+/* Where the API server is: --kubeconfig, or the in-cluster configuration;
+ * and the namespace. False (with a reason) when it cannot be known. */
+static bool find_api(exec *ex, const char *kubeconfig, aw_kubeconfig *kc) {
+  if (kubeconfig) {
+    if (load_kubeconfig(ex, kubeconfig, kc) != 0) return false;
+  } else if (!ex->cfg.api_host || !ex->cfg.api_port) {
+    aw_reasons_add(&ex->failures, "KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT: required "
+                                  "(in-cluster configuration), but not set");
+    return false;
+  }
+  ex->ns = read_namespace(ex, kubeconfig ? kc : NULL);
+  if (!ex->ns)
+    aw_reasons_add(&ex->failures, "namespace: POD_NAMESPACE is unset and %s%s/namespace cannot be read",
+                   ex->cfg.root, AW_PATH_SA_DIR);
+  return ex->ns != NULL;
+}
+
+static void block_stop_signals(bool block) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  sigprocmask(block ? SIG_BLOCK : SIG_UNBLOCK, &set, NULL);
+}
+
+/* The loop, its handles and the API client. Returns -1 when no request can
+ * be made (the reasons are in the termination log then). */
+static int start_loop(exec *ex, const char *kubeconfig, const aw_kubeconfig *kc) {
+  uv_loop_init(&ex->loop);
+  ex->t_start = uv_now(&ex->loop);
+  init_handles(ex);
+  block_stop_signals(false);
+  ex->http = aw_http_new(&ex->loop);
+  if (!ex->http) return -1;
+  return kubeconfig ? start_kube_from_kubeconfig(ex, kc) : start_kube_in_cluster(ex);
+}
+
 int aw_wait_run(const aw_wait_options *opts, aw_getenv_fn getenv_fn) {
   static exec ex_storage;
   exec *ex = &ex_storage;
   /* Until the loop's handlers exist, SIGTERM must not kill the process: it
    * stays pending and is delivered once they are installed. */
-  sigset_t stop_signals, previous;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGTERM);
-  sigaddset(&stop_signals, SIGINT);
-  sigprocmask(SIG_BLOCK, &stop_signals, &previous);
+  block_stop_signals(true);
   memset(ex, 0, sizeof(*ex));
   aw_reasons_init(&ex->failures);
   aw_reasons_init(&ex->termlog);
   aw_config_load(&ex->cfg, getenv_fn, &ex->failures);
-  aw_kubeconfig kc = {0};
   const char *kubeconfig = opts ? opts->kubeconfig : NULL;
-  bool api_known = kubeconfig ? load_kubeconfig(ex, kubeconfig, &kc) == 0
-                              : ex->cfg.api_host && ex->cfg.api_port;
-  if (!kubeconfig && !api_known)
-    aw_reasons_add(&ex->failures, "KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT: required "
-                                  "(in-cluster configuration), but not set");
-  if (api_known) ex->ns = read_namespace(ex, kubeconfig ? &kc : NULL);
-  if (api_known && !ex->ns) {
-    aw_reasons_add(&ex->failures, "namespace: POD_NAMESPACE is unset and %s%s/namespace cannot be read",
-                   ex->cfg.root, AW_PATH_SA_DIR);
-    api_known = false;
-  }
-  if (!aw_config_has_identity(&ex->cfg) || !api_known) {
+  aw_kubeconfig kc = {0};
+  if (!find_api(ex, kubeconfig, &kc) || !aw_config_has_identity(&ex->cfg)) {
     aw_kubeconfig_free(&kc);
     int code = fail_without_api(ex);
     free_exec(ex);
@@ -806,20 +828,13 @@ int aw_wait_run(const aw_wait_options *opts, aw_getenv_fn getenv_fn) {
                                   .workflow_name = ex->cfg.workflow_name,
                                   .workflow_uid = ex->cfg.workflow_uid,
                                   .instance_id = ex->cfg.instance_id};
-  uv_loop_init(&ex->loop);
-  ex->t_start = uv_now(&ex->loop);
-  init_handles(ex);
-  sigprocmask(SIG_UNBLOCK, &stop_signals, NULL);
-  ex->http = aw_http_new(&ex->loop);
-  int kube_rc = !ex->http ? -1 : kubeconfig ? start_kube_from_kubeconfig(ex, &kc) : start_kube_in_cluster(ex);
+  int rc = start_loop(ex, kubeconfig, &kc);
   aw_kubeconfig_free(&kc);
-  if (kube_rc != 0) {
+  if (rc != 0) {
     aw_reasons_move(&ex->termlog, &ex->failures);
     ex->state = ST_REPORTING; /* nothing can be reported */
     finish(ex);
-    return run_loop(ex);
-  }
-  if (ex->failures.count) {
+  } else if (ex->failures.count) {
     /* Bad configuration or template: report the marker at once. */
     for (size_t i = 0; i < ex->failures.count; i++) {
       aw_error("%s", ex->failures.items[i]);
