@@ -52,7 +52,7 @@ class TestDeploy(unittest.TestCase):
         self.assertEqual((cm["kind"], cm["metadata"]["name"]), ("ConfigMap", "workflow-controller-configmap"))
         defaults = yaml.safe_load(cm["data"]["workflowDefaults"])
         self.assertEqual(list(defaults), ["spec"])
-        self.image = wait_image_of_patch(self, defaults["spec"]["podSpecPatch"])
+        wait_image_of_patch(self, defaults["spec"]["podSpecPatch"])
 
     def test_workflow_example(self):
         (wf,) = load_all("workflow-podspecpatch.yaml")
