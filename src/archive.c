@@ -394,8 +394,9 @@ int aw_archive_untar(const char *archive_path, const char *dest_dir, aw_archive_
   if (!dest) return fail(err, -errno, "%s: %s", dest_dir, strerror(errno));
   struct archive *in = archive_read_new();
   struct archive *out = archive_write_disk_new();
-  aw_strbuf full;
+  aw_strbuf full, orig;
   aw_strbuf_init(&full);
+  aw_strbuf_init(&orig);
   int rc = 0;
   if (!in || !out) {
     rc = fail(err, -ENOMEM, "out of memory");
@@ -423,7 +424,15 @@ int aw_archive_untar(const char *archive_path, const char *dest_dir, aw_archive_
       rc = fail(err, -EIO, "%s: %s", archive_path, m ? m : "bad archive");
       break;
     }
-    const char *name = archive_entry_pathname(e);
+    /* The entry's own name string changes when the path is rewritten below;
+     * messages use this copy. */
+    const char *ename = archive_entry_pathname(e);
+    orig.len = 0;
+    if (ename && aw_strbuf_appends(&orig, ename) != 0) {
+      rc = fail(err, -ENOMEM, "out of memory");
+      break;
+    }
+    const char *name = ename ? orig.data : NULL;
     if (!entry_name_is_safe(name)) {
       rc = fail(err, -EINVAL, "%s: refused: entry %.200s%s is absolute or has \"..\"", archive_path,
                 name ? name : "(no name)", name && strlen(name) > 200 ? "..." : "");
@@ -488,6 +497,7 @@ done:
   }
   if (in) archive_read_free(in);
   aw_strbuf_free(&full);
+  aw_strbuf_free(&orig);
   free(dest);
   return rc;
 }
