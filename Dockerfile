@@ -20,7 +20,7 @@ LABEL org.opencontainers.image.title="argowait" \
       org.opencontainers.image.licenses="Apache-2.0"
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      libuv1 libcurl4 libcjson1 libyaml-0-2 ca-certificates \
+      libuv1 libcurl4 libcjson1 libyaml-0-2 libarchive13 ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /out/usr/local/bin/ /usr/local/bin/
 # Argo's default executor user; any non-root user works.

@@ -26,6 +26,8 @@ struct aw_http_request {
   uint64_t deadline; /* 0: none */
   aw_http_done_cb cb;
   void *arg;
+  void (*header)(const char *line, size_t len, void *arg);
+  void *header_arg;
   aw_http_request *prev, *next;
 };
 
@@ -216,6 +218,11 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *userp) {
     free(r->retry_after);
     r->retry_after = strndup(v, vlen);
   }
+  if (r->header && n <= 1024) {
+    size_t len = n;
+    while (len && (data[len - 1] == '\r' || data[len - 1] == '\n')) len--;
+    r->header(data, len, r->header_arg);
+  }
   return n;
 }
 
@@ -329,7 +336,7 @@ static void configure_easy(aw_http_request *r, const aw_http_spec *spec) {
     r->headers = curl_slist_append(r->headers, *hdr);
   /* curl would add "Expect: 100-continue" for larger bodies: one more round
    * trip for nothing on an API server. */
-  r->headers = curl_slist_append(r->headers, "Expect:");
+  if (!spec->allow_expect_100) r->headers = curl_slist_append(r->headers, "Expect:");
   curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
   curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
   curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
@@ -353,6 +360,8 @@ aw_http_request *aw_http_start(aw_http *h, const aw_http_spec *spec,
   r->arg = arg;
   r->started = uv_now(h->loop);
   r->deadline = spec->deadline;
+  r->header = spec->header;
+  r->header_arg = spec->header_arg;
   aw_strbuf_init(&r->body);
   configure_easy(r, spec);
   r->next = h->requests;

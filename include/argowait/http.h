@@ -46,6 +46,16 @@ typedef struct {
   /* Lets a caller set more options (streams, SigV4) on the easy handle. */
   void (*configure)(CURL *easy, void *arg);
   void *configure_arg;
+  /* Optional: sees every response header line (CRLF removed, capped at
+   * 1 KiB), before cb; for headers such as ETag. Not called after cancel. */
+  void (*header)(const char *line, size_t len, void *arg);
+  void *header_arg;
+  /* By default "Expect:" is sent empty so curl never waits for a 100
+   * Continue. Set this to let curl send "Expect: 100-continue" on large
+   * uploads (an early 4xx then saves the body), and when a signature covers
+   * the headers: curl 7.88's SigV4 would sign the empty Expect line, which
+   * is never sent, and S3 answers SignatureDoesNotMatch. */
+  bool allow_expect_100;
 } aw_http_spec;
 
 aw_http *aw_http_new(uv_loop_t *loop);
