@@ -16,7 +16,10 @@ What it does:
   * injects faults (``add_fault``): status answers, TCP reset, hang, a
     half-sent body, a slow body, garbage, a delayed answer, and a close during
     the TLS handshake; ``down()``/``up()`` take the whole server off the port
-    and back on the same port.
+    and back on the same port;
+  * throttles like an overloaded API server when asked (``throttle``): a
+    token bucket; a request beyond it gets 429 TooManyRequests with
+    ``Retry-After`` (off by default).
 
 Only the Python standard library and PyYAML are used.
 """
@@ -283,6 +286,7 @@ class Request:
         self.response = None                  # parsed response body (when JSON)
         self.fault = None                     # the fault rule applied, if any
         self.client_cn = None                 # CN of a verified client certificate
+        self.throttled = False                # answered 429 by the throttle (FakeApi.throttle)
         self.done = False
 
     def header(self, name, default=None):
@@ -414,6 +418,34 @@ class FaultList:
             return len(self._rules)
 
 
+class TokenBucket:
+    """``rate`` tokens a second, at most ``burst`` saved up; ``take`` spends
+    one token when there is one (thread-safe, monotonic clock)."""
+
+    def __init__(self, rate, burst=None):
+        if rate <= 0:
+            raise ValueError("rate must be positive")
+        self.rate = float(rate)
+        self.burst = float(burst if burst is not None else max(1.0, rate))
+        self.tokens = self.burst
+        self.t = time.monotonic()
+        self.allowed = 0
+        self.refused = 0
+        self._lock = threading.Lock()
+
+    def take(self, now=None):
+        with self._lock:
+            now = time.monotonic() if now is None else now
+            self.tokens = min(self.burst, self.tokens + (now - self.t) * self.rate)
+            self.t = now
+            if self.tokens >= 1.0:
+                self.tokens -= 1.0
+                self.allowed += 1
+                return True
+            self.refused += 1
+            return False
+
+
 # --------------------------------------------------------------------------
 # HTTP handling
 
@@ -542,6 +574,20 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return
         req = api._record(self.conn_id, self.command, self.path, self.headers, body)
         req.client_cn = getattr(self, "client_cn", None)
+        throttle = api._throttle
+        if throttle is not None and (throttle["methods"] is None or self.command in throttle["methods"]) \
+                and not throttle["bucket"].take():
+            req.throttled = True
+            ra = throttle["retry_after"]
+            try:
+                self._answer(req, 429, status_body(429, "Too many requests, please try again later.",
+                                                   "TooManyRequests", {"retryAfterSeconds": int(ra)}),
+                             {"Retry-After": ra})
+            except (OSError, ssl.SSLError, ValueError):
+                self.close_connection = True
+            finally:
+                api._complete(req)
+            return
         rule = api.faults.take(self.command, req.path)
         req.fault = rule
         try:
@@ -680,6 +726,7 @@ class _Server(http.server.ThreadingHTTPServer):
     def __init__(self, addr, api):
         self.api = api
         self.is_down = False
+        self.request_queue_size = api.backlog  # listen() backlog, read by server_activate
         super().__init__(addr, _Handler)
 
     def handle_error(self, request, client_address):
@@ -701,8 +748,9 @@ class FakeApi:
     State survives ``down()``/``up()``; ``stop()`` ends it for good."""
 
     def __init__(self, dir, port=0, token=None, pki=None, strict=True, crd_path=DEFAULT_CRD,
-                 verbose=False, client_auth=False):
+                 verbose=False, client_auth=False, backlog=64):
         self.dir = dir
+        self.backlog = backlog      # listen() backlog: raise it when many clients connect at once
         os.makedirs(dir, exist_ok=True)
         self.pki = pki or make_pki(os.path.join(dir, "pki"))
         self.ca_file = self.pki["ca_cert"]
@@ -722,6 +770,7 @@ class FakeApi:
         self._conns = set()
         self._release = threading.Event()
         self._reset_new_connections = False
+        self._throttle = None
         self._server = None
         self._thread = None
         self._requested_port = port
@@ -906,6 +955,22 @@ class FakeApi:
 
     def add_fault(self, action, **kw):
         return self.faults.add(action, **kw)
+
+    def throttle(self, rate, burst=None, retry_after=1, methods=None):
+        """Switch on throttling as an overloaded API server does it: a token
+        bucket of ``rate`` requests a second and ``burst`` saved up (default
+        ``rate``); a request beyond it is answered 429 TooManyRequests with
+        ``Retry-After: <retry_after>`` (seconds) before faults and routing,
+        and recorded with ``throttled = True``. ``methods`` (e.g.
+        ``{"PATCH"}``) limits it to those; ``rate=None`` switches it off.
+        Returns the bucket (``allowed``/``refused`` counters)."""
+        if rate is None:
+            self._throttle = None
+            return None
+        bucket = TokenBucket(rate, burst)
+        self._throttle = {"bucket": bucket, "retry_after": str(retry_after),
+                          "methods": set(methods) if methods else None}
+        return bucket
 
     # -- objects
     def get_object(self, ns, name):

@@ -440,6 +440,52 @@ class TestFaults(FakeApiTestCase):
         self.assertEqual(c.get("wf-abc-123")[0], 200)
 
 
+class TestThrottle(FakeApiTestCase):
+    def test_token_bucket_refill(self):
+        b = fakeapi.TokenBucket(rate=10, burst=2)
+        t = b.t
+        self.assertEqual([b.take(t), b.take(t), b.take(t)], [True, True, False])
+        self.assertFalse(b.take(t + 0.05))       # half a token
+        self.assertTrue(b.take(t + 0.11))        # a whole token after 110 ms at 10/s
+        self.assertTrue(b.take(t + 100) and b.take(t + 100))
+        self.assertFalse(b.take(t + 100))        # never more than burst saved up
+        self.assertEqual((b.allowed, b.refused), (5, 3))
+
+    def test_429_with_retry_after_beyond_the_bucket(self):
+        bucket = self.api.throttle(rate=0.001, burst=2, retry_after=3)
+        c = self.client()
+        self.assertEqual(c.create(placeholder("a-1"))[0], 201)
+        self.assertEqual(c.create(placeholder("a-2"))[0], 201)
+        code, body, resp = c.create(placeholder("a-3"))
+        self.assertEqual(code, 429)
+        self.assertEqual(resp.getheader("Retry-After"), "3")
+        self.assertEqual((body["reason"], body["code"], body["details"]["retryAfterSeconds"]),
+                         ("TooManyRequests", 429, 3))
+        self.assertIsNone(self.api.get_object(NS, "a-3"), "a throttled request changes nothing")
+        self.assertEqual([r.throttled for r in self.api.requests], [False, False, True])
+        self.assertEqual([r.status for r in self.api.requests], [201, 201, 429])
+        self.assertEqual((bucket.allowed, bucket.refused), (2, 1))
+        self.api.throttle(None)                  # off again: served normally
+        self.assertEqual(c.create(placeholder("a-3"))[0], 201)
+
+    def test_methods_and_before_faults(self):
+        self.api.throttle(rate=0.001, burst=1, methods={"PATCH"})
+        self.api.add_fault("status", method="PATCH", code=503, times=1)
+        c = self.client()
+        for i in range(3):
+            self.assertEqual(c.create(placeholder("b-%d" % i))[0], 201)   # POST not throttled
+        self.assertEqual(c.patch("b-0", {"metadata": {"labels": {"x": "y"}}})[0], 503)  # the fault
+        self.assertEqual(c.patch("b-0", {"metadata": {"labels": {"x": "y"}}})[0], 429)
+
+    def test_backlog_option(self):
+        api = FakeApi(os.path.join(self.tmp, "b"), backlog=2048).start()
+        try:
+            self.assertEqual(api._server.request_queue_size, 2048)
+            self.assertEqual(self.api._server.request_queue_size, 64)   # the default is unchanged
+        finally:
+            api.stop()
+
+
 class TestTlsAndNetwork(FakeApiTestCase):
     def test_hostname_and_san(self):
         self.assertEqual(self.client(host="localhost").create(placeholder())[0], 201)
