@@ -276,8 +276,14 @@ static void schedule_retry(aw_kube_op *op, const char *retry_after) {
   const aw_backoff_policy *policy = k->budget->active ? &hurried_policy : &calm_policy;
   uint64_t delay = aw_backoff_delay(policy, op->transient_failures - 1, next_random(k));
   uint64_t asked = 0;
-  if (retry_after && aw_parse_retry_after(retry_after, unix_now_ms(), &asked) == 0)
-    delay = asked < RETRY_AFTER_CAP_MS ? asked : RETRY_AFTER_CAP_MS;
+  if (retry_after && aw_parse_retry_after(retry_after, unix_now_ms(), &asked) == 0) {
+    /* Retry-After is a floor, not an appointment: pods throttled together
+     * would all come back together. Spread them over half as much again,
+     * and let repeated throttling grow like any other backoff. */
+    uint64_t floor = asked < RETRY_AFTER_CAP_MS ? asked : RETRY_AFTER_CAP_MS;
+    uint64_t spread = (uint64_t)(next_random(k) * (double)(floor / 2 + 1));
+    delay = (delay > floor ? delay : floor) + spread;
+  }
   if (k->budget->active) {
     uint64_t left = time_left(k);
     if (left < MIN_ATTEMPT_MS * 2) {

@@ -171,8 +171,8 @@ static int start_container(aw_watch *w, container_watch *c, char **err) {
     c->event_active = true;
   } else {
     /* inotify limits reached (EMFILE/ENOSPC), or no inotify at all. */
-    aw_warn("inotify unavailable for %s (%s); polling the exitcode file every %d ms", c->dir,
-            uv_strerror(rc), AW_WATCH_POLL_MS);
+    aw_warn("inotify unavailable for %s (%s; the node's fs.inotify.max_user_instances may be "
+            "used up); polling the exitcode file every %d ms", c->dir, uv_strerror(rc), AW_WATCH_POLL_MS);
     w->pending++;
     uv_close((uv_handle_t *)&c->event, on_watch_handle_closed);
     char *file = NULL;

@@ -83,7 +83,7 @@ class Pod:
         self.api = api
         self.root = os.path.join(tmpdir, "root")
         self.namespace = namespace
-        suffix = uuid.uuid4().hex[:5]
+        suffix = uuid.uuid4().hex[:8]   # unique across a thousand pods at once
         self.workflow = workflow or "wf-" + suffix
         self.node_id = node_id or "%s-%d" % (self.workflow, 1000000000 + int(suffix, 16))
         self.pod_name = "%s-main-%d" % (self.workflow, 1000000000 + int(suffix, 16))

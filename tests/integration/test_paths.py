@@ -143,6 +143,30 @@ class TestPollFallback(LifecycleCase):
         return binary_path()
 
 
+class TestRetrySpread(LifecycleCase):
+    def test_retry_after_is_a_floor_with_jitter(self):
+        # Ten pods throttled with Retry-After: 1. Each waits at least the
+        # second; if all waited exactly it, throttled pods would come back in
+        # synchronized waves.
+        self.api.add_fault("status", method="PATCH", code=429, retry_after=1, times=10)
+        pods = [self.pod(template=script_template(PARAMS)) for _ in range(10)]
+        for pod in pods:
+            pod.stage_param("/tmp/out.txt", STAGED)
+            pod.finish("main", 0)
+            pod.start()
+        for pod in pods:
+            self.assert_exit(pod, 0, timeout=30)
+        delays = []
+        for pod in pods:
+            patches = [r for r in self.api.writes() if r.method == "PATCH" and pod.node_id in r.path]
+            self.assertEqual([r.status for r in patches], [429, 200], patches)
+            delays.append(patches[1].t_recv - patches[0].t_sent)
+        self.assertGreaterEqual(min(delays), 0.95, "Retry-After is a floor: %r" % delays)
+        self.assertLessEqual(max(delays), 1.5 + 0.5, delays)
+        self.assertGreaterEqual(max(delays) - min(delays), 0.1,
+                                "retries are spread, not synchronized: %r" % sorted(delays))
+
+
 class TestProgressAndConnections(LifecycleCase):
     def test_progress_patches(self):
         env = {"ARGO_PROGRESS_FILE": "/var/run/argo/progress",
