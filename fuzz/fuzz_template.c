@@ -100,6 +100,20 @@ static void check_mirror(const aw_template *t, const char *clean) {
 
 /* ---- the report ---- */
 
+/* Same shape, keys and values, child by child in order. cJSON_Compare looks
+ * children up by key, which pairs the wrong ones when a key is repeated. */
+static bool same_tree(const cJSON *a, const cJSON *b, bool top) {
+  if ((a->type & 0xFF) != (b->type & 0xFF)) return false;
+  if (!top && (a->string == NULL) != (b->string == NULL)) return false;
+  if (!top && a->string && strcmp(a->string, b->string)) return false;
+  if (cJSON_IsNumber(a)) return a->valuedouble == b->valuedouble;
+  if (cJSON_IsString(a)) return !strcmp(a->valuestring, b->valuestring);
+  const cJSON *x = a->child, *y = b->child;
+  for (; x && y; x = x->next, y = y->next)
+    if (!same_tree(x, y, false)) return false;
+  return !x && !y;
+}
+
 static void check_report(const aw_template *t, const uint8_t *data, size_t size) {
   aw_tr_identity id = {.namespace_ = "argo", .name = "wf-abc-123", .workflow_name = "wf-abc",
                        .workflow_uid = "3f1c2b7a-1111-4222-8333-444455556666", .instance_id = NULL};
@@ -165,7 +179,7 @@ static void check_report(const aw_template *t, const uint8_t *data, size_t size)
     cJSON_DeleteItemFromObjectCaseSensitive(orig, "artifacts");
     cJSON_ArrayForEach(el, cJSON_GetObjectItemCaseSensitive(orig, "parameters"))
         cJSON_DeleteItemFromObjectCaseSensitive(el, "value");
-    FUZZ_CHECK(cJSON_Compare(got_outputs, orig, 1), "outputs changed on the way");
+    FUZZ_CHECK(got_outputs && same_tree(got_outputs, orig, true), "outputs changed on the way");
     cJSON_Delete(orig);
     const char *phase = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(got, "phase"));
     const char *msg = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(got, "message"));
