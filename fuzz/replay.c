@@ -73,7 +73,7 @@ static int replay_dir(const char *dir, size_t *count) {
     names[n++] = strdup(e->d_name);
   }
   closedir(d);
-  qsort(names, n, sizeof(*names), by_name);
+  if (n) qsort(names, n, sizeof(*names), by_name); /* names is NULL when n is 0 */
   int rc = 0;
   for (size_t i = 0; i < n; i++) {
     size_t plen = strlen(dir) + strlen(names[i]) + 2;
