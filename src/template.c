@@ -506,12 +506,31 @@ static int parse_artifacts(const cJSON *outputs, aw_template *t,
   return 0;
 }
 
+/* cJSON reads a number past the range of a double (1e400) as infinity and
+ * prints infinity as null, so the report would silently carry null where the
+ * template had a number (a merge patch even reads null as "delete"). Go's
+ * decoder rejects such a number, and so does this: found by
+ * fuzz/fuzz_template.c. The depth is bounded by check_json_text. */
+static bool has_non_finite_number(const cJSON *v) {
+  if (cJSON_IsNumber(v)) return !isfinite(v->valuedouble);
+  const cJSON *child;
+  cJSON_ArrayForEach(child, v) {
+    if (has_non_finite_number(child)) return true;
+  }
+  return false;
+}
+
 static int parse_outputs(cJSON *root, aw_template *t, aw_reasons *errs) {
   const cJSON *outputs;
   if (member(root, "", "outputs", WANT_OBJECT, errs, &outputs)) return -1;
   if (outputs) {
     if (parse_params(outputs, t, errs) || parse_artifacts(outputs, t, errs))
       return -1;
+    /* After the parameters, whose defaults get a more precise reason. */
+    if (has_non_finite_number(outputs)) {
+      aw_reasons_add(errs, "template: outputs holds a number out of range");
+      return -1;
+    }
     /* The parsed tree is ours: moving the object out is the deep copy. */
     t->outputs = cJSON_DetachItemFromObjectCaseSensitive(root, "outputs");
     cJSON_free(t->outputs->string);
