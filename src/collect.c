@@ -1,6 +1,7 @@
 #include "argowait/collect.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -39,7 +40,9 @@ static int set_raw_string(cJSON *obj, const char *key, const char *bytes,
 /* ---- the script result ---- */
 
 static void collect_result(const aw_collect_input *in, aw_collect_output *out) {
-  char *dir = aw_config_path(in->cfg, AW_PATH_CTR_DIR, "main");
+  /* From the emptyDir's mount point: main shares /var/run/argo and could
+   * replace ctr/main itself with a symlink. */
+  char *dir = aw_config_path(in->cfg, AW_PATH_ARGO_DIR, NULL);
   if (!dir) {
     aw_reasons_add(&out->reasons, "output result: out of memory");
     return;
@@ -48,7 +51,7 @@ static void collect_result(const aw_collect_input *in, aw_collect_output *out) {
   bool cut = false;
   /* One byte more than kept, so that stripping a trailing newline still
    * leaves a full window. */
-  int rc = aw_read_tail_beneath(dir, "stdout", AW_RESULT_MAX_BYTES + 1, &bytes,
+  int rc = aw_read_tail_beneath(dir, "ctr/main/stdout", AW_RESULT_MAX_BYTES + 1, &bytes,
                                 &cut);
   free(dir);
   if (rc == -ENOENT) {
@@ -75,24 +78,46 @@ static void collect_result(const aw_collect_input *in, aw_collect_output *out) {
 
 /* ---- output parameters ---- */
 
-/* Where a parameter file is read from: a trusted base folder, and the part
- * of the path that the main container controls. */
+/* Where a parameter file is read from: a trusted base folder (a mount
+ * point, which main cannot replace), and the rest of the path, which main
+ * controls and which is resolved beneath it. */
 typedef struct {
   char *base;
-  const char *rel; /* points into the cleaned path */
+  char *rel;
 } param_source;
 
 static void param_source_free(param_source *src) {
   free(src->base);
+  free(src->rel);
   src->base = NULL;
+  src->rel = NULL;
 }
 
-/* The emissary's copy: outputs/parameters/<path without its leading '/'>. */
+/* The emissary's copy, outputs/parameters/<path without its leading '/'>,
+ * resolved from /var/run/argo: main could replace outputs/parameters (or
+ * outputs) with a symlink. */
 static int base_image_source(const aw_config *cfg, const char *clean,
                              param_source *src) {
-  src->base = aw_config_path(cfg, AW_PATH_OUTPUT_PARAMS, NULL);
-  src->rel = clean + 1;
-  return src->base ? 0 : -ENOMEM;
+  src->base = aw_config_path(cfg, AW_PATH_ARGO_DIR, NULL);
+  if (asprintf(&src->rel, "%s%s",
+               AW_PATH_OUTPUT_PARAMS + sizeof(AW_PATH_ARGO_DIR), clean) < 0)
+    src->rel = NULL;
+  return src->base && src->rel ? 0 : -ENOMEM;
+}
+
+/* The outermost mirrored path holding clean: a real mount. A mirror nested
+ * inside another (an input artifact under a volume mount) is a folder that
+ * main can replace with a symlink, so it is never a base. */
+static const char *outermost_mirror(const aw_template *t, const char *clean) {
+  const char *best = NULL;
+  for (size_t i = 0; i < t->mirrored_count; i++) {
+    const char *m = t->mirrored[i].path;
+    size_t n = strlen(m);
+    bool holds = strcmp(m, "/") == 0 ||
+                 (strncmp(clean, m, n) == 0 && (clean[n] == '\0' || clean[n] == '/'));
+    if (holds && (!best || n < strlen(best))) best = m;
+  }
+  return best;
 }
 
 /* /mainctrfs/<mirror>/<rest>. A path that is the mirror itself (a file
@@ -106,12 +131,15 @@ static int mirror_source(const aw_config *cfg, const char *mirror,
   if (clean[mlen] == '\0') {
     const char *last = strrchr(clean, '/');
     folder = strndup(clean, (size_t)(last - clean));
-    src->rel = last + 1;
+    src->rel = strdup(last + 1);
   } else {
     folder = strdup(mirror);
-    src->rel = clean + (mlen == 1 ? 1 : mlen + 1);
+    src->rel = strdup(clean + (mlen == 1 ? 1 : mlen + 1));
   }
-  if (!folder) return -ENOMEM;
+  if (!folder || !src->rel) {
+    free(folder);
+    return -ENOMEM;
+  }
   /* aw_config_path wants the part after the fixed prefix without its '/'. */
   const char *rest = folder[0] == '/' ? folder + 1 : folder;
   src->base = aw_config_path(cfg, AW_PATH_MAINCTRFS, *rest ? rest : NULL);
@@ -137,7 +165,7 @@ static int read_param_file(const aw_collect_input *in, const char *clean,
     return rc;
   }
   const aw_mirrored_path *m = &in->tmpl->mirrored[idx];
-  rc = mirror_source(in->cfg, m->path, clean, &src);
+  rc = mirror_source(in->cfg, outermost_mirror(in->tmpl, clean), clean, &src);
   if (rc == 0) rc = read_from(&src, value);
   param_source_free(&src);
   /* An optional input artifact that was not supplied has nothing mounted

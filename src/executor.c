@@ -718,13 +718,13 @@ static void start_waiting(exec *ex) {
                                          on_placeholder_done, ex);
   free(body);
   ex->state = ST_WAITING;
-  char *ctr_dir = path_under_root(ex, AW_PATH_CTR_DIR, NULL);
+  char *argo_dir = path_under_root(ex, AW_PATH_ARGO_DIR, NULL);
   char *err = NULL;
-  ex->watch = ctr_dir && ex->finished
-                  ? aw_watch_start(&ex->loop, ctr_dir, ex->tmpl.main_containers, ex->main_count,
+  ex->watch = argo_dir && ex->finished
+                  ? aw_watch_start(&ex->loop, argo_dir, ex->tmpl.main_containers, ex->main_count,
                                    on_container_finished, ex, &err)
                   : NULL;
-  free(ctr_dir);
+  free(argo_dir);
   if (!ex->watch) {
     add_failure(ex, "cannot watch the main containers: %s", err ? err : "out of memory");
     free(err);

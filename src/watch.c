@@ -21,7 +21,8 @@ typedef struct {
   aw_watch *watch;
   size_t index;
   char *name;
-  char *dir;      /* ctr/<name> */
+  char *dir;      /* $ROOT/var/run/argo/ctr/<name>, watched */
+  char *rel;      /* ctr/<name>/exitcode, read beneath the argo folder */
   uv_fs_event_t event;
   uv_fs_poll_t poll;
   bool event_active;
@@ -33,6 +34,7 @@ typedef struct {
 
 struct aw_watch {
   uv_loop_t *loop;
+  char *argo_dir; /* the emptyDir's mount point: the trusted base */
   container_watch *containers;
   size_t count;
   aw_watch_cb cb;
@@ -71,8 +73,10 @@ static void maybe_free(aw_watch *w) {
   for (size_t i = 0; i < w->count; i++) {
     free(w->containers[i].name);
     free(w->containers[i].dir);
+    free(w->containers[i].rel);
   }
   free(w->containers);
+  free(w->argo_dir);
   free(w);
 }
 
@@ -126,7 +130,9 @@ static void schedule_read(container_watch *c) {
     return;
   }
   c->reread = false;
-  if (aw_fs_read_small(w->loop, c->dir, "exitcode", EXITCODE_MAX_BYTES, on_exitcode_read, c) == 0) {
+  /* Beneath /var/run/argo, not beneath ctr/<name>: main shares the folder
+   * and could replace ctr/<name> itself with a symlink. */
+  if (aw_fs_read_small(w->loop, w->argo_dir, c->rel, EXITCODE_MAX_BYTES, on_exitcode_read, c) == 0) {
     c->reading = true;
     w->pending++;
   }
@@ -155,7 +161,8 @@ static int make_dir_0777(const char *path) {
    * whatever user it runs as, can write into them. */
   if (mkdir(path, 0777) != 0 && errno != EEXIST) return -errno;
   struct stat st;
-  if (stat(path, &st) != 0) return -errno;
+  /* lstat: a symlink planted by main is not a folder to chmod through. */
+  if (lstat(path, &st) != 0) return -errno;
   if (!S_ISDIR(st.st_mode)) return -ENOTDIR;
   if ((st.st_mode & 0777) != 0777) (void)chmod(path, 0777);
   return 0;
@@ -198,7 +205,7 @@ static int start_container(aw_watch *w, container_watch *c, char **err) {
   return 0;
 }
 
-aw_watch *aw_watch_start(uv_loop_t *loop, const char *ctr_dir, char *const *names, size_t count,
+aw_watch *aw_watch_start(uv_loop_t *loop, const char *argo_dir, char *const *names, size_t count,
                          aw_watch_cb cb, void *arg, char **err) {
   aw_watch *w = calloc(1, sizeof(*w));
   if (!w) return NULL;
@@ -211,16 +218,22 @@ aw_watch *aw_watch_start(uv_loop_t *loop, const char *ctr_dir, char *const *name
     return NULL;
   }
   w->count = count;
-  (void)make_dir_0777(ctr_dir);
+  w->argo_dir = strdup(argo_dir);
+  char *ctr_dir = NULL;
+  if (asprintf(&ctr_dir, "%s/ctr", argo_dir) < 0) ctr_dir = NULL;
+  if (ctr_dir) (void)make_dir_0777(ctr_dir);
   for (size_t i = 0; i < count; i++) {
     container_watch *c = &w->containers[i];
     c->watch = w;
     c->index = i;
     c->name = strdup(names[i]);
-    if (asprintf(&c->dir, "%s/%s", ctr_dir, names[i]) < 0) c->dir = NULL;
+    if (!ctr_dir || asprintf(&c->dir, "%s/%s", ctr_dir, names[i]) < 0) c->dir = NULL;
+    if (asprintf(&c->rel, "ctr/%s/exitcode", names[i]) < 0) c->rel = NULL;
   }
+  free(ctr_dir);
   for (size_t i = 0; i < count; i++) {
-    if (!w->containers[i].dir || start_container(w, &w->containers[i], err) != 0) {
+    container_watch *c = &w->containers[i];
+    if (!w->argo_dir || !c->dir || !c->rel || start_container(w, c, err) != 0) {
       aw_watch_stop(w);
       return NULL;
     }

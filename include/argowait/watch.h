@@ -21,8 +21,9 @@ typedef struct aw_watch aw_watch;
 typedef void (*aw_watch_cb)(size_t index, int exit_code, const char *error,
                             void *arg);
 
-/* ctr_dir is $ROOT/var/run/argo/ctr. Returns NULL and sets *err. */
-aw_watch *aw_watch_start(uv_loop_t *loop, const char *ctr_dir,
+/* argo_dir is $ROOT/var/run/argo (the shared emptyDir's mount point): the
+ * files are read beneath it. Returns NULL and sets *err. */
+aw_watch *aw_watch_start(uv_loop_t *loop, const char *argo_dir,
                          char *const *names, size_t count, aw_watch_cb cb,
                          void *arg, char **err);
 /* True when at least one container fell back to polling. */

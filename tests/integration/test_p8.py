@@ -142,16 +142,12 @@ class TestStagedParameters(P8Case):
                 # up among the staged copies, where nothing was staged.
                 self.assert_refused(pod, "dotdot", why="no such file")
 
-    @unittest.expectedFailure  # KNOWN BUG, see the note below
     def test_parameters_folder_itself_is_a_symlink(self):
         # /var/run/argo is shared with main, so main can replace
-        # outputs/parameters itself with a symlink. collect.c opens that
-        # base folder with open(O_DIRECTORY), following symlinks (safefile.c
-        # open_base_then_file trusts base_dir), so everything "beneath" it is
-        # read from wherever the link points: here the pod's root, and the
-        # declared path then names the secret. Fix (collect.c/safefile.c, not
-        # this branch's to change): open the fixed trusted prefix
-        # (/var/run/argo) and resolve "outputs/parameters/<path>" beneath it.
+        # outputs/parameters itself with a symlink (here to the pod's root,
+        # where the declared path names the secret). The staged copy must be
+        # resolved beneath the trusted mount point, /var/run/argo, so the
+        # link is refused rather than followed.
         pod = self.make_pod([param("base-link", "/" + SECRET_REL)])
         base = pod.path("var/run/argo/outputs/parameters")
         os.rmdir(base)
@@ -161,7 +157,7 @@ class TestStagedParameters(P8Case):
         self.placeholder(pod)
         pod.finish("main", 0)
         pod.wait_exit(WAIT)
-        self.assert_no_leak(pod, self.secret)  # first: the leak is the bug
+        self.assert_no_leak(pod, self.secret)
         self.assert_exit(pod, 64)
         self.assert_failure_marker(pod, '"base-link"')
 
@@ -276,17 +272,12 @@ class TestInputArtifactMirror(P8Case):
         self.run_to_end(pod)
         self.assert_refused(pod, "opt-link")
 
-    @unittest.expectedFailure  # KNOWN BUG, see the note below
     def test_nested_artifact_folder_replaced_by_a_symlink(self):
         # An input artifact placed under a volume mount (/work/in under /work)
         # is not a mount of its own: Argo's init container writes it into the
         # volume, which main can change. Main replaces /work/in with a
-        # symlink; the longest mirror of /work/in/secretkey is /work/in, and
-        # collect.c opens /mainctrfs/work/in as its base folder following
-        # symlinks, so the secret is read "beneath" it. Fix (collect.c, not
-        # this branch's to change): open /mainctrfs/<outermost mount> and
-        # resolve the rest beneath it, or open every mirror path beneath its
-        # enclosing mirror.
+        # symlink; the file must be resolved beneath the outermost mirror
+        # (/mainctrfs/work, a real mount), so the link is refused.
         mounts = [{"name": "work", "mountPath": "/work"}]
         inputs = [{"name": "nested", "path": "/work/in", "s3": {"key": "n.tgz"}}]
         pod = self.make_pod([param("nested-link", "/work/in/secretkey")], mounts=mounts, inputs=inputs)
@@ -296,7 +287,7 @@ class TestInputArtifactMirror(P8Case):
         self.placeholder(pod)
         pod.finish("main", 0)
         pod.wait_exit(WAIT)
-        self.assert_no_leak(pod, self.secret)  # first: the leak is the bug
+        self.assert_no_leak(pod, self.secret)
         self.assert_exit(pod, 64)
         self.assert_failure_marker(pod, '"nested-link"')
 

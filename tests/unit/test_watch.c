@@ -115,7 +115,7 @@ static int teardown(void **state) {
 
 static void run_watch(fixture *f, char *const *names, size_t n) {
   char *err = NULL;
-  f->watch = aw_watch_start(&f->loop, f->ctr, names, n, on_finished, f, &err);
+  f->watch = aw_watch_start(&f->loop, f->root, names, n, on_finished, f, &err);
   assert_non_null(f->watch);
   uv_timer_start(&f->guard, on_guard, 5000, 0);
   uv_run(&f->loop, UV_RUN_DEFAULT);
