@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "argowait/jsonstr.h"
 #include "argowait/strbuf.h"
 #include "civil.h"
 
@@ -258,34 +259,6 @@ aw_api_class aw_api_classify(bool transport_error, bool tls_verify_failed,
 
 /* ---- one-line messages -------------------------------------------------- */
 
-/* Length of the valid UTF-8 character at s (1..4), or 0: overlong forms,
- * surrogates and code points past U+10FFFF are not valid. */
-static size_t utf8_char_len(const unsigned char *s, size_t avail) {
-  unsigned char lead = s[0];
-  size_t n;
-  uint32_t cp;
-  if (lead < 0x80) return 1;
-  if (lead >= 0xC2 && lead <= 0xDF) {
-    n = 2;
-    cp = lead & 0x1F;
-  } else if (lead >= 0xE0 && lead <= 0xEF) {
-    n = 3;
-    cp = lead & 0x0F;
-  } else if (lead >= 0xF0 && lead <= 0xF4) {
-    n = 4;
-    cp = lead & 0x07;
-  } else {
-    return 0;
-  }
-  if (avail < n) return 0;
-  for (size_t i = 1; i < n; i++) {
-    if ((s[i] & 0xC0) != 0x80) return 0;
-    cp = (cp << 6) | (s[i] & 0x3F);
-  }
-  if (n == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) return 0;
-  if (n == 4 && (cp < 0x10000 || cp > 0x10FFFF)) return 0;
-  return n;
-}
 
 /* Appends text as one printable line: control bytes become spaces, bytes
  * that are not UTF-8 become U+FFFD, so a log line or the termination log
@@ -294,7 +267,7 @@ static int append_one_line(aw_strbuf *sb, const char *text, size_t len) {
   const unsigned char *s = (const unsigned char *)text;
   int rc = 0;
   for (size_t i = 0; i < len;) {
-    size_t n = utf8_char_len(s + i, len - i);
+    size_t n = aw_utf8_char_len(s + i, len - i);
     if (n == 0) {
       rc |= aw_strbuf_appends(sb, "\xEF\xBF\xBD");
       n = 1;

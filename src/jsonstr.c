@@ -5,10 +5,7 @@
 
 #include "argowait/strbuf.h"
 
-/* Length of the valid UTF-8 sequence at s (1..4), or 0 when the bytes there
- * are not one (overlong forms, surrogates and values past U+10FFFF are
- * invalid, as in Go's unicode/utf8). */
-static size_t utf8_valid_len(const unsigned char *s, size_t avail) {
+size_t aw_utf8_char_len(const unsigned char *s, size_t avail) {
   unsigned char c = s[0];
   if (c < 0x80) return 1;
   size_t n;
@@ -60,7 +57,7 @@ char *aw_json_quote(const char *bytes, size_t len) {
       }
       i++;
     } else {
-      size_t n = utf8_valid_len(s + i, len - i);
+      size_t n = aw_utf8_char_len(s + i, len - i);
       if (n == 0) {
         rc |= aw_strbuf_appends(&sb, "\\ufffd");
         i++;

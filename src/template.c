@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "argowait/jsonstr.h"
+
 /* Field paths in messages name only fixed keys and indexes, never input
  * text, so a hostile template cannot flood the termination log. */
 #define WHERE_MAX 160
@@ -116,30 +118,6 @@ static int required_string(const cJSON *obj, const char *where, const char *key,
 
 /* ---- Checks on the raw bytes ------------------------------------------- */
 
-/* Length of the valid UTF-8 sequence at s, or 0 (overlong forms, surrogates
- * and code points past U+10FFFF are invalid). */
-static size_t utf8_seq_len(const unsigned char *s, size_t avail) {
-  unsigned char c = s[0];
-  size_t n;
-  uint32_t cp;
-  if (c < 0x80) return 1;
-  if (c >= 0xC2 && c <= 0xDF)
-    n = 2, cp = c & 0x1Fu;
-  else if (c >= 0xE0 && c <= 0xEF)
-    n = 3, cp = c & 0x0Fu;
-  else if (c >= 0xF0 && c <= 0xF4)
-    n = 4, cp = c & 0x07u;
-  else
-    return 0;
-  if (avail < n) return 0;
-  for (size_t i = 1; i < n; i++) {
-    if ((s[i] & 0xC0) != 0x80) return 0;
-    cp = (cp << 6) | (s[i] & 0x3Fu);
-  }
-  if (n == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) return 0;
-  if (n == 4 && (cp < 0x10000 || cp > 0x10FFFF)) return 0;
-  return n;
-}
 
 /* What cJSON lets through but must not reach us: it truncates strings at a
  * NUL (raw or \u0000), so a path could silently become a shorter one; it
@@ -189,7 +167,7 @@ static int check_json_text(const unsigned char *s, size_t len,
                      i);
       return -1;
     } else if (c >= 0x80) {
-      size_t n = utf8_seq_len(s + i, len - i);
+      size_t n = aw_utf8_char_len(s + i, len - i);
       if (!n) {
         aw_reasons_add(errs, "template: invalid UTF-8 at byte %zu", i);
         return -1;

@@ -9,6 +9,11 @@
 
 #include <stddef.h>
 
+/* Length of the valid UTF-8 character at s (1..4), or 0 when the bytes
+ * there are not one: overlong forms, surrogates and code points past
+ * U+10FFFF are invalid, as in Go's unicode/utf8. avail > 0. */
+size_t aw_utf8_char_len(const unsigned char *s, size_t avail);
+
 /* Returns a malloc'd, NUL-terminated literal including the quotes. */
 char *aw_json_quote(const char *bytes, size_t len);
 
