@@ -103,6 +103,8 @@ struct exec {
   int exit_code;
 };
 
+static void block_stop_signals(bool block);
+
 /* ---- reasons and the termination log ---------------------------------- */
 
 static void add_failure(exec *ex, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -175,26 +177,40 @@ static void cancel_op(aw_kube_op **op) {
   *op = NULL;
 }
 
+/* Close to SIGKILL, teardown (closing handles, joining the thread pool,
+ * freeing) is time the grace period may not have: end at once instead. */
+#define FAST_EXIT_WINDOW_MS 1000u
+
+/* Ends the process without teardown: no destructors either, since libuv's
+ * would join a thread-pool thread that may be stuck. */
+static void exit_now(exec *ex, const char *why) {
+  write_termination_log_now(&ex->cfg, &ex->termlog);
+  aw_info("exiting with code %d (%s)", ex->exit_code, why);
+  fflush(NULL);
+  _exit(ex->exit_code);
+}
+
 static void finish(exec *ex) {
   if (ex->state == ST_DONE) return;
   ex->state = ST_DONE;
+  /* Closing the signal handles gives SIGTERM back its default action; a late
+   * SIGTERM would then turn an honest 0 or 64 into death by signal. */
+  block_stop_signals(true);
   cancel_op(&ex->placeholder_op);
   cancel_op(&ex->progress_op);
   cancel_op(&ex->report_op);
   if (ex->watch) aw_watch_stop(ex->watch);
   ex->watch = NULL;
   ex->exit_code = ex->reported && ex->failures.count == 0 ? AW_EXIT_OK : AW_EXIT_FAILED;
+  if (ex->budget.active &&
+      aw_budget_clip(&ex->budget, uv_now(&ex->loop), UINT64_MAX) + HARD_STOP_MARGIN_MS < FAST_EXIT_WINDOW_MS)
+    exit_now(ex, "the grace period is nearly over");
+  /* A read stuck on the thread pool (a hung volume) would keep the loop from
+   * draining, and the grace period will not wait for it. */
+  if (ex->collecting) exit_now(ex, "collecting outputs is stuck");
   close_all_handles(ex);
   if (ex->http) aw_http_close(ex->http, NULL, NULL);
   ex->http = NULL;
-  if (ex->collecting) {
-    /* A read is stuck on the thread pool (a hung volume). The loop cannot
-     * drain while it is, and the grace period will not wait: end here. */
-    write_termination_log_now(&ex->cfg, &ex->termlog);
-    aw_error("collecting outputs is stuck; exiting with code %d", ex->exit_code);
-    fflush(NULL);
-    _exit(ex->exit_code);
-  }
 }
 
 /* ---- reporting ---------------------------------------------------------- */

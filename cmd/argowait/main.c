@@ -44,6 +44,14 @@ static void parse_wait_flags(int argc, char **argv, wait_flags *f, char ***unkno
 }
 
 static int cmd_wait(int argc, char **argv) {
+  /* First of all: until the loop's handlers exist a SIGTERM must stay
+   * pending, not kill the process (as PID 1 it would be dropped instead,
+   * and the grace period's deadline would never start). */
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  sigprocmask(SIG_BLOCK, &stop_signals, NULL);
   wait_flags f = {0};
   char **unknown = calloc((size_t)argc, sizeof(char *));
   int unknown_count = 0;
