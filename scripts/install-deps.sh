@@ -4,7 +4,7 @@
 #   scripts/install-deps.sh --build  only what the build needs (Dockerfile)
 set -euo pipefail
 build_pkgs=(build-essential cmake pkg-config libuv1-dev libcurl4-openssl-dev libcjson-dev ca-certificates)
-test_pkgs=(libcmocka-dev openssl python3 python3-yaml strace)
+test_pkgs=(libcmocka-dev openssl python3 python3-yaml strace faketime)
 pkgs=("${build_pkgs[@]}")
 [ "${1:-}" = "--build" ] || pkgs+=("${test_pkgs[@]}")
 sudo=""
