@@ -6,7 +6,7 @@
 set -euo pipefail
 build_pkgs=(build-essential cmake pkg-config libuv1-dev libcurl4-openssl-dev libcjson-dev libyaml-dev
             libarchive-dev ca-certificates)
-test_pkgs=(libcmocka-dev openssl python3 python3-yaml strace)
+test_pkgs=(libcmocka-dev openssl python3 python3-yaml strace faketime)
 fuzz_pkgs=(clang libclang-rt-14-dev) # bookworm's clang is 14; libFuzzer is in libclang-rt
 pkgs=("${build_pkgs[@]}")
 [ "${1:-}" = "--build" ] || pkgs+=("${test_pkgs[@]}")
