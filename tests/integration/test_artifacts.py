@@ -194,7 +194,8 @@ class ArtifactTests(tl.LifecycleCase):
         self.addCleanup(proxy.stop)
         art = {"name": "big", "path": "/work/big.bin", "archive": {"none": {}}}
         tmpl = self.template([art], mounts=[{"name": "w", "mountPath": "/work"}], port=proxy.port)
-        pod = self.pod(template=tmpl, grace=3,
+        # A 1 s reserve leaves room for a loaded CI machine (ASan, 2 cores).
+        pod = self.pod(template=tmpl, grace=3, reserve_ms=1000,
                        env={"ARTIFACT_S3_UPLOAD_PART_SIZE_MIB": "5", "ARTIFACT_S3_UPLOAD_THREADS": "1"})
         pod.secret_file("my-cred", "accesskey", self.moto.access_key)
         pod.secret_file("my-cred", "secretkey", self.moto.secret_key)
