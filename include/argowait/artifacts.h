@@ -34,9 +34,8 @@ typedef void (*aw_artifacts_done_cb)(cJSON *saved, aw_reasons *reasons, void *ar
 /* True when the template declares output artifacts or archives logs. */
 bool aw_artifacts_needed(const aw_template *tmpl);
 
-/* cfg, tmpl and budget must outlive the module. Never NULL (out of memory
- * aborts the process like any other allocation failure would leave it
- * unable to report; it returns NULL only then). */
+/* cfg, tmpl and budget must outlive the module. Returns NULL only when out
+ * of memory (then no callback comes). */
 aw_artifacts *aw_artifacts_start(uv_loop_t *loop, aw_http *http, const aw_config *cfg,
                                  const aw_template *tmpl, const aw_budget *budget,
                                  aw_artifacts_done_cb done_cb, void *arg);
