@@ -245,21 +245,9 @@ static void collect_params(const aw_collect_input *in, aw_collect_output *out) {
 
 /* ---- output artifacts ---- */
 
-static void collect_artifacts(const aw_collect_input *in,
-                              aw_collect_output *out) {
-  for (size_t i = 0; i < in->tmpl->artifact_count; i++) {
-    const aw_output_artifact *a = &in->tmpl->artifacts[i];
-    if (a->optional)
-      aw_warn("output artifact \"%s\" is optional and was dropped: saving "
-              "artifacts is not supported yet",
-              a->name);
-    else
-      aw_reasons_add(&out->reasons,
-                     "output artifact \"%s\": saving artifacts is not "
-                     "supported yet",
-                     a->name);
-  }
-  /* Only artifacts that were really saved are ever reported. */
+/* Artifacts are saved after collecting (artifacts.c), which reports the
+ * ones really saved: the template's list is never echoed as is. */
+static void drop_artifacts(aw_collect_output *out) {
   cJSON_DeleteItemFromObjectCaseSensitive(out->outputs, "artifacts");
 }
 
@@ -280,7 +268,7 @@ void aw_collect_run(const aw_collect_input *in, aw_collect_output *out) {
   }
   if (in->include_result) collect_result(in, out);
   collect_params(in, out);
-  collect_artifacts(in, out);
+  drop_artifacts(out);
 }
 
 void aw_collect_output_free(aw_collect_output *out) {

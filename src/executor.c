@@ -25,6 +25,7 @@
 #include <curl/curl.h>
 #include <uv.h>
 
+#include "argowait/artifacts.h"
 #include "argowait/collect.h"
 #include "argowait/fsjob.h"
 #include "argowait/http.h"
@@ -92,6 +93,7 @@ struct exec {
   bool deadline_fired;
 
   collect_job *collecting;
+  aw_artifacts *artifacts; /* saving artifacts and logs (after collecting) */
   cJSON *outputs;         /* collected, owned */
   aw_kube_op *report_op;
   bool report_after_placeholder; /* the report waits for the placeholder */
@@ -205,9 +207,13 @@ static void finish(exec *ex) {
   if (ex->budget.active &&
       aw_budget_clip(&ex->budget, uv_now(&ex->loop), UINT64_MAX) + HARD_STOP_MARGIN_MS < FAST_EXIT_WINDOW_MS)
     exit_now(ex, "the grace period is nearly over");
-  /* A read stuck on the thread pool (a hung volume) would keep the loop from
-   * draining, and the grace period will not wait for it. */
-  if (ex->collecting) exit_now(ex, "collecting outputs is stuck");
+  /* Before the HTTP client closes: it stops the uploads it runs. */
+  bool artifacts_stuck = aw_artifacts_busy(ex->artifacts);
+  aw_artifacts_free(ex->artifacts);
+  ex->artifacts = NULL;
+  /* A read or an archive stuck on the thread pool (a hung volume) would keep
+   * the loop from draining, and the grace period will not wait for it. */
+  if (ex->collecting || artifacts_stuck) exit_now(ex, "collecting outputs is stuck");
   close_all_handles(ex);
   if (ex->http) aw_http_close(ex->http, NULL, NULL);
   ex->http = NULL;
@@ -305,6 +311,40 @@ static void begin_report(exec *ex) {
 
 /* ---- collecting ----------------------------------------------------------- */
 
+/* ---- saving artifacts (after collecting, before reporting) ------------- */
+
+/* The module's one callback: it may be freed from here (it touches nothing
+ * after calling back). */
+static void on_artifacts_done(cJSON *saved, aw_reasons *reasons, void *arg) {
+  exec *ex = arg;
+  if (ex->outputs) {
+    cJSON_DeleteItemFromObjectCaseSensitive(ex->outputs, "artifacts");
+    if (cJSON_GetArraySize(saved) > 0 && cJSON_AddItemToObject(ex->outputs, "artifacts", saved))
+      saved = NULL;
+  }
+  cJSON_Delete(saved);
+  for (size_t i = 0; i < reasons->count; i++) add_failure(ex, "%s", reasons->items[i]);
+  aw_artifacts_free(ex->artifacts);
+  ex->artifacts = NULL;
+  begin_report(ex);
+}
+
+/* After collecting: save the artifacts and logs, then report. */
+static void begin_artifacts(exec *ex) {
+  if (ex->state != ST_COLLECTING || !aw_artifacts_needed(&ex->tmpl)) {
+    begin_report(ex);
+    return;
+  }
+  ex->artifacts = aw_artifacts_start(&ex->loop, ex->http, &ex->cfg, &ex->tmpl, &ex->budget,
+                                     on_artifacts_done, ex);
+  if (!ex->artifacts) {
+    add_failure(ex, "cannot start saving the output artifacts (out of memory)");
+    begin_report(ex);
+    return;
+  }
+  if (ex->reserve_begun) aw_artifacts_reserve(ex->artifacts);
+}
+
 static void collect_work(uv_work_t *work) {
   collect_job *job = work->data;
   aw_collect_run(&job->input, &job->output);
@@ -331,7 +371,7 @@ static void collect_done(uv_work_t *work, int status) {
   aw_reasons_move(&ex->failures, &job->output.reasons);
   aw_collect_output_free(&job->output);
   free(job);
-  begin_report(ex);
+  begin_artifacts(ex);
 }
 
 static void on_collect_timeout(uv_timer_t *t) {
@@ -526,6 +566,7 @@ static void on_reserve(uv_timer_t *t) {
       break;
     case ST_COLLECTING:
       arm_collect_timeout(ex);
+      if (ex->artifacts) aw_artifacts_reserve(ex->artifacts);
       break;
     case ST_REPORTING:
       if (ex->report_after_placeholder) {
@@ -557,6 +598,7 @@ static void on_signal(uv_signal_t *handle, int signum) {
   uv_timer_start(&ex->reserve_timer, on_reserve, ex->budget.reserve_at - now, 0);
   uv_timer_start(&ex->hard_stop_timer, on_hard_stop, ex->budget.hard_stop - now, 0);
   aw_kube_budget_changed(ex->kube, false);
+  if (ex->artifacts) aw_artifacts_budget_changed(ex->artifacts);
   if (ex->state == ST_COLLECTING) arm_collect_timeout(ex);
 }
 

@@ -449,6 +449,82 @@ static int parse_params(const cJSON *outputs, aw_template *t,
   return 0;
 }
 
+const char *const aw_repo_types[] = {"s3",  "gcs",  "azure", "oss", "hdfs", "artifactory",
+                                     "git", "http", "raw",   "plugin", NULL};
+
+/* The first repository kind that obj names (an object member). */
+static const char *repo_type_of(const cJSON *obj) {
+  for (size_t i = 0; aw_repo_types[i]; i++)
+    if (cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(obj, aw_repo_types[i])))
+      return aw_repo_types[i];
+  return NULL;
+}
+
+/* An optional string member; *out is a malloc'd copy, or NULL when absent
+ * or empty. */
+static int optional_string(const cJSON *obj, const char *where, const char *key,
+                           aw_reasons *errs, char **out) {
+  const cJSON *v;
+  *out = NULL;
+  if (member(obj, where, key, WANT_STRING, errs, &v)) return -1;
+  if (!v || !v->valuestring[0]) return 0;
+  *out = strdup(v->valuestring);
+  return *out ? 0 : out_of_memory(errs);
+}
+
+static int optional_bool(const cJSON *obj, const char *where, const char *key,
+                         aw_reasons *errs, bool *out) {
+  const cJSON *v;
+  if (member(obj, where, key, WANT_BOOL, errs, &v)) return -1;
+  *out = cJSON_IsTrue(v);
+  return 0;
+}
+
+static int parse_archive(const cJSON *item, const char *where,
+                         aw_output_artifact *a, aw_reasons *errs) {
+  const cJSON *archive, *tar, *none, *zip;
+  a->strategy = AW_STRATEGY_TAR;
+  a->compression_level = -1;
+  if (member(item, where, "archive", WANT_OBJECT, errs, &archive)) return -1;
+  if (!archive) return 0;
+  char field[WHERE_MAX];
+  join_where(field, where, "archive");
+  if (member(archive, field, "tar", WANT_OBJECT, errs, &tar) ||
+      member(archive, field, "none", WANT_OBJECT, errs, &none) ||
+      member(archive, field, "zip", WANT_OBJECT, errs, &zip))
+    return -1;
+  if (none) a->strategy = AW_STRATEGY_NONE;
+  else if (zip) a->strategy = AW_STRATEGY_ZIP;
+  if (!tar || none || zip) return 0;
+  const cJSON *level = cJSON_GetObjectItemCaseSensitive(tar, "compressionLevel");
+  if (!level || cJSON_IsNull(level)) return 0;
+  char lfield[WHERE_MAX];
+  join_where(lfield, field, "tar.compressionLevel");
+  if (!cJSON_IsNumber(level) || level->valuedouble != (double)(int)level->valuedouble ||
+      level->valueint < -1 || level->valueint > 9) {
+    aw_reasons_add(errs, "template: %s is not an integer from -1 to 9", lfield);
+    return -1;
+  }
+  a->compression_level = level->valueint;
+  return 0;
+}
+
+static int parse_own_location(const cJSON *item, const char *where,
+                              aw_output_artifact *a, aw_reasons *errs) {
+  a->own_type = repo_type_of(item);
+  if (!a->own_type || strcmp(a->own_type, "s3") != 0) return 0;
+  char field[WHERE_MAX];
+  join_where(field, where, "s3");
+  const cJSON *s3 = cJSON_GetObjectItemCaseSensitive(item, "s3");
+  const cJSON *bucket, *endpoint;
+  if (member(s3, field, "bucket", WANT_STRING, errs, &bucket) ||
+      member(s3, field, "endpoint", WANT_STRING, errs, &endpoint))
+    return -1;
+  a->own_s3_full = (bucket && bucket->valuestring[0]) ||
+                   (endpoint && endpoint->valuestring[0]);
+  return optional_string(s3, field, "key", errs, &a->own_key);
+}
+
 static int parse_artifact(const cJSON *item, const char *where,
                           aw_output_artifact *a, aw_reasons *errs) {
   if (!cJSON_IsObject(item)) return wrong_type(where, item, WANT_OBJECT, errs);
@@ -458,7 +534,9 @@ static int parse_artifact(const cJSON *item, const char *where,
       member(item, where, "optional", WANT_BOOL, errs, &optional))
     return -1;
   a->optional = cJSON_IsTrue(optional);
-  if (!path) return 0;
+  if (parse_archive(item, where, a, errs) || parse_own_location(item, where, a, errs))
+    return -1;
+  if (!path || !path->valuestring[0]) return 0;
   a->path = strdup(path->valuestring);
   return a->path ? 0 : out_of_memory(errs);
 }
@@ -691,8 +769,45 @@ static int parse_mirrors(const cJSON *root, aw_template *t, aw_reasons *errs) {
 
 /* ---- Misc -------------------------------------------------------------- */
 
-static int parse_archive_logs(const cJSON *root, aw_template *t,
-                              aw_reasons *errs) {
+static int parse_secret_ref(const cJSON *s3, const char *where, const char *key,
+                            aw_secret_ref *ref, aw_reasons *errs) {
+  const cJSON *sel;
+  if (member(s3, where, key, WANT_OBJECT, errs, &sel)) return -1;
+  if (!sel) return 0;
+  char field[WHERE_MAX];
+  join_where(field, where, key);
+  if (optional_string(sel, field, "name", errs, &ref->name) ||
+      optional_string(sel, field, "key", errs, &ref->key))
+    return -1;
+  if (!ref->name && !ref->key) return 0;
+  if (!ref->name || !ref->key) {
+    aw_reasons_add(errs, "template: %s needs both name and key", field);
+    return -1;
+  }
+  return 0;
+}
+
+static int parse_s3_location(const cJSON *s3, aw_archive_location *l,
+                             aw_reasons *errs) {
+  const char *w = "archiveLocation.s3";
+  if (optional_string(s3, w, "bucket", errs, &l->bucket) ||
+      optional_string(s3, w, "endpoint", errs, &l->endpoint) ||
+      optional_string(s3, w, "region", errs, &l->region) ||
+      optional_string(s3, w, "key", errs, &l->key) ||
+      optional_string(s3, w, "roleARN", errs, &l->role_arn) ||
+      optional_bool(s3, w, "insecure", errs, &l->insecure) ||
+      optional_bool(s3, w, "createBucketIfNotPresent", errs, &l->create_bucket) ||
+      optional_bool(s3, w, "useSDKCreds", errs, &l->use_sdk_creds) ||
+      parse_secret_ref(s3, w, "accessKeySecret", &l->access_key, errs) ||
+      parse_secret_ref(s3, w, "secretKeySecret", &l->secret_key, errs) ||
+      parse_secret_ref(s3, w, "sessionTokenSecret", &l->session_token, errs) ||
+      parse_secret_ref(s3, w, "caSecret", &l->ca, errs))
+    return -1;
+  return 0;
+}
+
+static int parse_archive_location(const cJSON *root, aw_template *t,
+                                  aw_reasons *errs) {
   const cJSON *location, *archive_logs;
   if (member(root, "", "archiveLocation", WANT_OBJECT, errs, &location))
     return -1;
@@ -701,7 +816,29 @@ static int parse_archive_logs(const cJSON *root, aw_template *t,
              &archive_logs))
     return -1;
   t->archive_logs = cJSON_IsTrue(archive_logs);
+  t->location.present = true;
+  t->location.type = repo_type_of(location);
+  if (t->location.type && strcmp(t->location.type, "s3") == 0)
+    return parse_s3_location(cJSON_GetObjectItemCaseSensitive(location, "s3"),
+                             &t->location, errs);
   return 0;
+}
+
+static void secret_ref_free(aw_secret_ref *r) {
+  free(r->name);
+  free(r->key);
+}
+
+static void location_free(aw_archive_location *l) {
+  free(l->bucket);
+  free(l->endpoint);
+  free(l->region);
+  free(l->key);
+  free(l->role_arn);
+  secret_ref_free(&l->access_key);
+  secret_ref_free(&l->secret_key);
+  secret_ref_free(&l->session_token);
+  secret_ref_free(&l->ca);
 }
 
 int aw_template_parse(const char *json, size_t len, aw_template *out,
@@ -714,7 +851,7 @@ int aw_template_parse(const char *json, size_t len, aw_template *out,
    * same fields and would only repeat it. */
   int rc = parse_main_containers(root, out, errs);
   if (rc == 0) rc = parse_mirrors(root, out, errs);
-  if (rc == 0) rc = parse_archive_logs(root, out, errs);
+  if (rc == 0) rc = parse_archive_location(root, out, errs);
   if (rc == 0) rc = parse_outputs(root, out, errs);
   cJSON_Delete(root);
   if (rc != 0) aw_template_free(out);
@@ -736,7 +873,9 @@ void aw_template_free(aw_template *t) {
   for (size_t i = 0; i < t->artifact_count; i++) {
     free(t->artifacts[i].name);
     free(t->artifacts[i].path);
+    free(t->artifacts[i].own_key);
   }
+  location_free(&t->location);
   free(t->artifacts);
   for (size_t i = 0; i < t->mirrored_count; i++) free(t->mirrored[i].path);
   free(t->mirrored);

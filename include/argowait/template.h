@@ -21,11 +21,44 @@ typedef struct {
   char *default_value; /* valueFrom.default, NULL when absent */
 } aw_output_param;
 
+typedef enum {
+  AW_STRATEGY_TAR = 0, /* the default: tar + gzip */
+  AW_STRATEGY_NONE,
+  AW_STRATEGY_ZIP,
+} aw_archive_strategy;
+
+/* The artifact repository kinds a location can name (Argo's
+ * ArtifactLocation members). */
+extern const char *const aw_repo_types[];
+
 typedef struct {
   char *name;
   char *path;
   bool optional;
+  aw_archive_strategy strategy;
+  int compression_level; /* archive.tar.compressionLevel, -1: gzip default */
+  /* The artifact names its own location: the first repository kind present
+   * (a static string from aw_repo_types, NULL when none), its s3.key, and
+   * whether its s3 also sets bucket or endpoint (a whole own location). */
+  const char *own_type;
+  char *own_key;
+  bool own_s3_full;
 } aw_output_artifact;
+
+typedef struct {
+  char *name; /* NULL: not configured */
+  char *key;
+} aw_secret_ref;
+
+/* template.archiveLocation: where artifacts without their own key go. */
+typedef struct {
+  bool present;
+  const char *type; /* the repository kind (aw_repo_types), NULL when none */
+  char *bucket, *endpoint, *region, *key;
+  char *role_arn;
+  bool insecure, create_bucket, use_sdk_creds;
+  aw_secret_ref access_key, secret_key, session_token, ca;
+} aw_archive_location;
 
 /* A path of the main container that is mirrored under /mainctrfs: a volume
  * mount, or an input artifact's path (mounted by the legacy layout). */
@@ -53,6 +86,7 @@ typedef struct {
    * container or script template, or a containerSet with a "main". */
   bool has_result_container;
   bool archive_logs;    /* archiveLocation.archiveLogs */
+  aw_archive_location location;
 } aw_template;
 
 /* Parses the template. On failure returns -1 and adds a reason that starts

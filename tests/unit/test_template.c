@@ -343,6 +343,95 @@ static void test_artifacts(void **state) {
   aw_template_free(&t);
 }
 
+static void test_artifact_archive_and_own_location(void **state) {
+  (void)state;
+  aw_template t;
+  parse_ok("{\"container\":{},\"outputs\":{\"artifacts\":["
+           "{\"name\":\"d\",\"path\":\"/d\"},"
+           "{\"name\":\"t\",\"path\":\"/t\",\"archive\":{\"tar\":{\"compressionLevel\":9}}},"
+           "{\"name\":\"n\",\"path\":\"/n\",\"archive\":{\"none\":{}}},"
+           "{\"name\":\"z\",\"path\":\"/z\",\"archive\":{\"zip\":{}},"
+           "\"s3\":{\"key\":\"my/key.zip\"}},"
+           "{\"name\":\"f\",\"path\":\"/f\",\"s3\":{\"bucket\":\"b\",\"key\":\"k\"}},"
+           "{\"name\":\"g\",\"path\":\"/g\",\"gcs\":{\"key\":\"k\"}}]}}",
+           &t);
+  assert_int_equal(t.artifact_count, 6);
+  assert_int_equal(t.artifacts[0].strategy, AW_STRATEGY_TAR);
+  assert_int_equal(t.artifacts[0].compression_level, -1);
+  assert_null(t.artifacts[0].own_type);
+  assert_null(t.artifacts[0].own_key);
+  assert_int_equal(t.artifacts[1].strategy, AW_STRATEGY_TAR);
+  assert_int_equal(t.artifacts[1].compression_level, 9);
+  assert_int_equal(t.artifacts[2].strategy, AW_STRATEGY_NONE);
+  assert_int_equal(t.artifacts[3].strategy, AW_STRATEGY_ZIP);
+  assert_string_equal(t.artifacts[3].own_type, "s3");
+  assert_string_equal(t.artifacts[3].own_key, "my/key.zip");
+  assert_false(t.artifacts[3].own_s3_full);
+  assert_true(t.artifacts[4].own_s3_full);
+  assert_string_equal(t.artifacts[5].own_type, "gcs");
+  assert_null(t.artifacts[5].own_key);
+  assert_false(t.location.present);
+  aw_template_free(&t);
+}
+
+static void test_archive_location_s3(void **state) {
+  (void)state;
+  aw_template t;
+  parse_ok("{\"container\":{},\"archiveLocation\":{\"archiveLogs\":true,\"s3\":{"
+           "\"bucket\":\"my-bucket\",\"endpoint\":\"minio:9000\",\"region\":\"eu\","
+           "\"insecure\":true,\"key\":\"wf/pod\",\"createBucketIfNotPresent\":true,"
+           "\"accessKeySecret\":{\"name\":\"cred\",\"key\":\"accesskey\"},"
+           "\"secretKeySecret\":{\"name\":\"cred\",\"key\":\"secretkey\"},"
+           "\"sessionTokenSecret\":{\"name\":\"tok\",\"key\":\"t\"},"
+           "\"caSecret\":{\"name\":\"ca\",\"key\":\"ca.crt\"},"
+           "\"useSDKCreds\":false,\"roleARN\":\"arn:r\"}}}",
+           &t);
+  const aw_archive_location *l = &t.location;
+  assert_true(t.archive_logs);
+  assert_true(l->present);
+  assert_string_equal(l->type, "s3");
+  assert_string_equal(l->bucket, "my-bucket");
+  assert_string_equal(l->endpoint, "minio:9000");
+  assert_string_equal(l->region, "eu");
+  assert_string_equal(l->key, "wf/pod");
+  assert_string_equal(l->role_arn, "arn:r");
+  assert_true(l->insecure);
+  assert_true(l->create_bucket);
+  assert_false(l->use_sdk_creds);
+  assert_string_equal(l->access_key.name, "cred");
+  assert_string_equal(l->access_key.key, "accesskey");
+  assert_string_equal(l->secret_key.key, "secretkey");
+  assert_string_equal(l->session_token.name, "tok");
+  assert_string_equal(l->ca.key, "ca.crt");
+  aw_template_free(&t);
+
+  parse_ok("{\"container\":{},\"archiveLocation\":{\"gcs\":{\"bucket\":\"b\"}}}", &t);
+  assert_true(t.location.present);
+  assert_string_equal(t.location.type, "gcs");
+  assert_null(t.location.bucket);
+  aw_template_free(&t);
+
+  parse_ok("{\"container\":{},\"archiveLocation\":{\"archiveLogs\":false}}", &t);
+  assert_true(t.location.present);
+  assert_null(t.location.type);
+  aw_template_free(&t);
+}
+
+static void test_archive_location_and_archive_errors(void **state) {
+  (void)state;
+  parse_fails("{\"container\":{},\"archiveLocation\":{\"s3\":{\"bucket\":1}}}",
+              "archiveLocation.s3.bucket is a number");
+  parse_fails("{\"container\":{},\"archiveLocation\":{\"s3\":{\"accessKeySecret\":"
+              "{\"name\":\"x\"}}}}",
+              "archiveLocation.s3.accessKeySecret needs both name and key");
+  parse_fails("{\"container\":{},\"outputs\":{\"artifacts\":[{\"name\":\"a\","
+              "\"archive\":{\"tar\":{\"compressionLevel\":12}}}]}}",
+              "outputs.artifacts[0].archive.tar.compressionLevel is not an integer");
+  parse_fails("{\"container\":{},\"outputs\":{\"artifacts\":[{\"name\":\"a\","
+              "\"archive\":\"none\"}]}}",
+              "outputs.artifacts[0].archive is a string");
+}
+
 static void test_outputs_is_a_copy_of_the_template_outputs(void **state) {
   (void)state;
   const char *outputs =
@@ -670,6 +759,9 @@ int main(void) {
       cmocka_unit_test(test_params_value_from_and_defaults),
       cmocka_unit_test(test_numeric_defaults_like_go),
       cmocka_unit_test(test_artifacts),
+      cmocka_unit_test(test_artifact_archive_and_own_location),
+      cmocka_unit_test(test_archive_location_s3),
+      cmocka_unit_test(test_archive_location_and_archive_errors),
       cmocka_unit_test(test_outputs_is_a_copy_of_the_template_outputs),
       cmocka_unit_test(test_null_members_are_absent),
       cmocka_unit_test(test_not_json),

@@ -1,0 +1,226 @@
+"""Output artifacts and archived logs saved to S3, through the real binary.
+
+moto_server (started once per class, with an IAM user, its key and a bucket,
+as in test_s3) is the store; the fake API server takes the reports. Skipped
+without moto_server and boto3.
+"""
+import io
+import os
+import tarfile
+import time
+import unittest
+import uuid
+import zipfile
+
+import test_lifecycle as tl
+from harness import script_template, wait_until
+from test_s3 import HAVE_BOTO, MOTO, FaultProxy, Moto
+
+MIB = 1024 * 1024
+BUCKET = "artifacts"
+
+
+def tgz_of(files):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+@unittest.skipUnless(MOTO and HAVE_BOTO, "moto_server and boto3 are needed")
+class ArtifactTests(tl.LifecycleCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.moto = Moto()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.moto.stop()
+
+    # -- helpers
+    def template(self, artifacts, archive_logs=False, location=None, mounts=None, port=None):
+        self.prefix = "wf-%s/pod" % uuid.uuid4().hex[:8]
+        if location is None:
+            location = {"s3": {
+                "bucket": BUCKET, "endpoint": "127.0.0.1:%d" % (port or self.moto.port),
+                "insecure": True, "key": self.prefix,
+                "accessKeySecret": {"name": "my-cred", "key": "accesskey"},
+                "secretKeySecret": {"name": "my-cred", "key": "secretkey"}}}
+        location = dict(location, archiveLogs=archive_logs)
+        return script_template(artifacts=artifacts, volume_mounts=mounts, archiveLocation=location)
+
+    def run_pod(self, template, code, secret=None, before_finish=None, **kw):
+        pod = self.pod(template=template, **kw)
+        pod.secret_file("my-cred", "accesskey", self.moto.access_key + "\n")
+        pod.secret_file("my-cred", "secretkey", (secret or self.moto.secret_key) + "\n")
+        if before_finish:
+            before_finish(pod)
+        pod.start()
+        pod.finish()
+        self.assert_exit(pod, code, timeout=60)
+        self.assert_writes_valid()
+        self.assert_no_leak(pod, self.moto.secret_key)
+        return pod
+
+    def get(self, key):
+        return self.moto.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+
+    def reported(self, pod):
+        obj = pod.task_result()
+        self.assertEqual(tl.labels(obj).get(tl.LBL_DONE), "true", self.info(pod))
+        return (obj.get("outputs") or {}).get("artifacts") or []
+
+    # -- tests
+    def test_base_image_tgz_uploaded_as_is(self):
+        art = {"name": "out", "path": "/tmp/out.txt", "globalName": "g-out"}
+        data = tgz_of({"out.txt": b"hello artifact\n"})
+        pod = self.run_pod(self.template([art]), 0,
+                           before_finish=lambda p: p.stage_artifact("/tmp/out.txt", data))
+        key = self.prefix + "/out.tgz"
+        self.assertEqual(self.get(key), data)
+        self.assertEqual(self.reported(pod), [dict(art, s3={"key": key})])
+        self.assert_termination_log_empty(pod)
+
+    def stage_dir(self, pod):
+        pod.mount_file("/work", "dir/a.txt", "A" * 1000)
+        pod.mount_file("/work", "dir/sub/b.txt", "bee")
+        pod.mount_symlink("/work", "dir/link", "a.txt")
+
+    def test_mounted_folder_tarred(self):
+        art = {"name": "dir", "path": "/work/dir", "archive": {"tar": {"compressionLevel": 9}}}
+        pod = self.run_pod(self.template([art], mounts=[{"name": "w", "mountPath": "/work"}]), 0,
+                           before_finish=self.stage_dir)
+        key = self.prefix + "/dir.tgz"
+        self.assertEqual(self.reported(pod), [dict(art, s3={"key": key})])
+        with tarfile.open(fileobj=io.BytesIO(self.get(key)), mode="r:gz") as tf:
+            members = {m.name.rstrip("/"): m for m in tf.getmembers()}
+            self.assertEqual(set(members), {"dir", "dir/a.txt", "dir/sub", "dir/sub/b.txt", "dir/link"})
+            self.assertEqual(tf.extractfile(members["dir/a.txt"]).read(), b"A" * 1000)
+            self.assertEqual(tf.extractfile(members["dir/sub/b.txt"]).read(), b"bee")
+            self.assertTrue(members["dir/link"].issym())
+            self.assertEqual(members["dir/link"].linkname, "a.txt")
+
+    def test_none_of_a_file(self):
+        art = {"name": "rep", "path": "/work/report.txt", "archive": {"none": {}}}
+        pod = self.run_pod(self.template([art], mounts=[{"name": "w", "mountPath": "/work"}]), 0,
+                           before_finish=lambda p: p.mount_file("/work", "report.txt", b"raw bytes\x00\xff"))
+        key = self.prefix + "/report.txt"
+        self.assertEqual(self.get(key), b"raw bytes\x00\xff")
+        self.assertEqual(self.reported(pod), [dict(art, s3={"key": key})])
+
+    def test_zip_of_mounted_folder_and_base_image(self):
+        arts = [{"name": "z", "path": "/work/dir", "archive": {"zip": {}}},
+                {"name": "zb", "path": "/tmp/base", "archive": {"zip": {}}}]
+        data = tgz_of({"base/x.txt": b"x", "base/y/z.txt": b"zz"})
+
+        def stage(p):
+            self.stage_dir(p)
+            p.stage_artifact("/tmp/base", data)
+        pod = self.run_pod(self.template(arts, mounts=[{"name": "w", "mountPath": "/work"}]), 0,
+                           before_finish=stage)
+        with zipfile.ZipFile(io.BytesIO(self.get(self.prefix + "/z.zip"))) as zf:
+            names = set(zf.namelist())
+            self.assertIn("dir/a.txt", names)
+            self.assertIn("dir/sub/b.txt", names)
+            self.assertNotIn("dir/link", names)
+            self.assertEqual(zf.read("dir/sub/b.txt"), b"bee")
+        with zipfile.ZipFile(io.BytesIO(self.get(self.prefix + "/zb.zip"))) as zf:
+            self.assertEqual(zf.read("base/y/z.txt"), b"zz")
+        self.assertEqual([a["name"] for a in self.reported(pod)], ["z", "zb"])
+
+    def test_own_key_is_used_as_is(self):
+        own = "custom/%s/thing.tgz" % uuid.uuid4().hex[:6]
+        art = {"name": "o", "path": "/tmp/o", "s3": {"key": own}}
+        data = tgz_of({"o": b"own"})
+        pod = self.run_pod(self.template([art]), 0,
+                           before_finish=lambda p: p.stage_artifact("/tmp/o", data))
+        self.assertEqual(self.get(own), data)
+        self.assertEqual(self.reported(pod), [art])
+
+    def test_optional_missing_is_dropped(self):
+        arts = [{"name": "opt", "path": "/tmp/nothing", "optional": True}]
+        pod = self.run_pod(self.template(arts), 0)
+        self.assertEqual(self.reported(pod), [])
+        self.assert_termination_log_empty(pod)
+
+    def test_missing_is_a_failure(self):
+        arts = [{"name": "must", "path": "/tmp/nothing"}]
+        pod = self.run_pod(self.template(arts), 64)
+        self.assert_failure_marker(pod, 'output artifact "must"', self.prefix + "/must.tgz", "not found")
+        self.assertEqual(self.reported(pod), [])
+
+    def test_archived_logs(self):
+        def logs(p):
+            p.write_stdout("main", "line one\nline two\n")
+        pod = self.run_pod(self.template([], archive_logs=True), 0, before_finish=logs)
+        key = self.prefix + "/main.log"
+        self.assertEqual(self.get(key), b"line one\nline two\n")
+        self.assertEqual(self.reported(pod), [{"name": "main-logs", "s3": {"key": key}}])
+
+    def test_missing_logs_only_warn(self):
+        pod = self.run_pod(self.template([], archive_logs=True), 0)
+        self.assertEqual(self.reported(pod), [])
+        self.assertIn("were not archived", pod.log_text())
+
+    def test_wrong_secret(self):
+        wrong = "wrong-secret-" + uuid.uuid4().hex
+        art = {"name": "out", "path": "/tmp/out"}
+        pod = self.run_pod(self.template([art]), 64, secret=wrong,
+                           before_finish=lambda p: p.stage_artifact("/tmp/out", tgz_of({"out": b"1"})))
+        self.assert_failure_marker(pod, 'output artifact "out"', "SignatureDoesNotMatch",
+                                   "s3://%s/%s/out.tgz" % (BUCKET, self.prefix))
+        self.assert_no_leak(pod, wrong)
+        self.assertEqual(self.reported(pod), [])
+
+    def test_unsupported_repository_type(self):
+        art = {"name": "out", "path": "/tmp/out"}
+        tmpl = self.template([art], location={"gcs": {"bucket": "b", "key": "k"}})
+        pod = self.run_pod(tmpl, 64,
+                           before_finish=lambda p: p.stage_artifact("/tmp/out", tgz_of({"out": b"1"})))
+        self.assert_failure_marker(pod, 'output artifact "out"', "gcs", "not supported")
+
+    def test_sigterm_during_multipart_upload(self):
+        # Each UploadPart is held 1 s by a proxy: 13 parts take far longer
+        # than the grace period, so the reserve arrives mid-upload.
+        def slow(method, path, n):
+            if method == "PUT" and "partNumber=" in path:
+                time.sleep(1.0)
+            return False
+        proxy = FaultProxy(self.moto.port, slow)
+        self.addCleanup(proxy.stop)
+        art = {"name": "big", "path": "/work/big.bin", "archive": {"none": {}}}
+        tmpl = self.template([art], mounts=[{"name": "w", "mountPath": "/work"}], port=proxy.port)
+        # A 1 s reserve leaves room for a loaded CI machine (ASan, 2 cores).
+        pod = self.pod(template=tmpl, grace=3, reserve_ms=1000,
+                       env={"ARTIFACT_S3_UPLOAD_PART_SIZE_MIB": "5", "ARTIFACT_S3_UPLOAD_THREADS": "1"})
+        pod.secret_file("my-cred", "accesskey", self.moto.access_key)
+        pod.secret_file("my-cred", "secretkey", self.moto.secret_key)
+        p = pod.path("mainctrfs/work/big.bin")
+        os.makedirs(os.path.dirname(p), exist_ok=True)
+        with open(p, "wb") as f:
+            f.truncate(64 * MIB)
+        pod.start()
+        pod.finish()
+        wait_until(lambda: any(m == "PUT" and "partNumber=" in u for m, u in proxy.requests),
+                   timeout=20, what="the first part")
+        pod.sigterm()
+        self.assert_exit(pod, 64, timeout=10)
+        self.assertLess(pod.since_sigterm(), 3.0 - 0.1)
+        obj = self.assert_failure_marker(pod, 'output artifact "big"', self.prefix + "/big.bin",
+                                         "reserve")
+        self.assertNotIn("artifacts", obj.get("outputs") or {})
+        self.assertTrue(any(m == "DELETE" and "uploadId=" in u for m, u in proxy.requests),
+                        proxy.requests)
+        # (no Prefix: moto signs a '/' in the query differently from boto3)
+        ups = self.moto.s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", [])
+        self.assertEqual([u for u in ups if u["Key"].startswith(self.prefix)], [])
+        self.assert_writes_valid()
+        self.assert_no_leak(pod, self.moto.secret_key)
+
+
+if __name__ == "__main__":
+    unittest.main()
