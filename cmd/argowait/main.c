@@ -43,15 +43,27 @@ static void parse_wait_flags(int argc, char **argv, wait_flags *f, char ***unkno
   }
 }
 
-static int cmd_wait(int argc, char **argv) {
-  /* First of all: until the loop's handlers exist a SIGTERM must stay
-   * pending, not kill the process (as PID 1 it would be dropped instead,
-   * and the grace period's deadline would never start). */
+/* Runs right after the dynamic loader, before main(): from here on SIGTERM
+ * and SIGINT stay pending until the wait loop's handlers take them (as a
+ * pod's PID 1 they would otherwise be dropped, and the grace period's
+ * deadline would never start). The other commands unblock them again. */
+__attribute__((constructor)) static void hold_stop_signals(void) {
   sigset_t stop_signals;
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGTERM);
   sigaddset(&stop_signals, SIGINT);
   sigprocmask(SIG_BLOCK, &stop_signals, NULL);
+}
+
+static void release_stop_signals(void) {
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  sigprocmask(SIG_UNBLOCK, &stop_signals, NULL);
+}
+
+static int cmd_wait(int argc, char **argv) {
   wait_flags f = {0};
   char **unknown = calloc((size_t)argc, sizeof(char *));
   int unknown_count = 0;
@@ -127,6 +139,7 @@ int main(int argc, char **argv) {
   }
   const char *cmd = argv[1];
   if (strcmp(cmd, "wait") == 0) return cmd_wait(argc, argv);
+  release_stop_signals();
   if (strcmp(cmd, "kill") == 0) return cmd_kill(argc, argv);
   if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) return cmd_version();
   if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
