@@ -161,11 +161,25 @@ static void close_handle(uv_handle_t *h) {
   if (!uv_is_closing(h)) uv_close(h, NULL);
 }
 
+/* Closing a signal handle makes libuv restore SIGTERM's default action. The
+ * mask blocked in finish() covers only this thread; a thread-pool thread
+ * could still take a process-wide SIGTERM and die of it. Ignoring the
+ * signals, process-wide, leaves an honest exit code to the end. */
+static void ignore_stop_signals(void) {
+  struct sigaction ignore;
+  memset(&ignore, 0, sizeof(ignore));
+  ignore.sa_handler = SIG_IGN;
+  sigaction(SIGTERM, &ignore, NULL);
+  sigaction(SIGINT, &ignore, NULL);
+}
+
 static void close_all_handles(exec *ex) {
   if (!ex->handles_open) return;
   ex->handles_open = false;
+  close_handle((uv_handle_t *)&ex->sigterm_handle);
+  close_handle((uv_handle_t *)&ex->sigint_handle);
+  ignore_stop_signals();
   uv_handle_t *handles[] = {
-      (uv_handle_t *)&ex->sigterm_handle,     (uv_handle_t *)&ex->sigint_handle,
       (uv_handle_t *)&ex->reserve_timer,      (uv_handle_t *)&ex->hard_stop_timer,
       (uv_handle_t *)&ex->deadline_timer,     (uv_handle_t *)&ex->kill_timer,
       (uv_handle_t *)&ex->progress_file_timer, (uv_handle_t *)&ex->progress_patch_timer,
@@ -614,8 +628,13 @@ static void on_placeholder_done(const aw_kube_result *res, void *arg) {
             res->cls == AW_API_OK ? "written" : "already there", res->status,
             (unsigned long long)took);
   } else {
-    /* Not a failure by itself: the final report creates the whole object. */
+    /* Not a failure by itself: the final report creates the whole object.
+     * But a permanent answer (TLS verification, RBAC) is what an operator
+     * needs to read if the report cannot land either. */
     aw_warn("placeholder not written: %s", res->message ? res->message : "no answer");
+    if (res->cls == AW_API_PERMANENT)
+      aw_reasons_add(&ex->termlog, "could not write the placeholder task result: %s",
+                     res->message ? res->message : "no answer");
   }
   if (ex->report_after_placeholder && ex->state == ST_REPORTING) {
     ex->report_after_placeholder = false;
