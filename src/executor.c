@@ -39,8 +39,12 @@
 #include "argowait/watch.h"
 
 #define TERMINATION_LOG_MAX 4096
-#define HARD_STOP_MARGIN_MS 400u /* exit this long before SIGKILL at the latest: the contract
-                                  * asks 100 ms; the rest absorbs a loaded node */
+/* How long before SIGKILL the program exits at the latest: half the reserve,
+ * within [150, 400] ms. The contract asks 100 ms; the rest absorbs a loaded
+ * node. Half, so that the other half of the reserve is left for the report
+ * (two round trips when a 409 or 404 turns a POST into a PATCH or back). */
+#define HARD_STOP_MARGIN_MIN_MS 150u
+#define HARD_STOP_MARGIN_MAX_MS 400u
 #define PROGRESS_TAIL_BYTES 4096u
 #define MAX_REPORT_SWITCHES 6    /* POST<->PATCH flips on 409/404 */
 
@@ -107,6 +111,7 @@ struct exec {
 };
 
 static void block_stop_signals(bool block);
+static uint64_t hard_stop_margin(const exec *ex);
 
 /* ---- reasons and the termination log ---------------------------------- */
 
@@ -220,7 +225,7 @@ static void finish(exec *ex) {
   ex->watch = NULL;
   ex->exit_code = ex->reported && ex->failures.count == 0 ? AW_EXIT_OK : AW_EXIT_FAILED;
   if (ex->budget.active &&
-      aw_budget_clip(&ex->budget, uv_now(&ex->loop), UINT64_MAX) + HARD_STOP_MARGIN_MS < FAST_EXIT_WINDOW_MS)
+      aw_budget_clip(&ex->budget, uv_now(&ex->loop), UINT64_MAX) + hard_stop_margin(ex) < FAST_EXIT_WINDOW_MS)
     exit_now(ex, "the grace period is nearly over");
   /* Before the HTTP client closes: it stops the uploads it runs. */
   bool artifacts_stuck = aw_artifacts_busy(ex->artifacts);
@@ -596,6 +601,12 @@ static void on_reserve(uv_timer_t *t) {
   }
 }
 
+static uint64_t hard_stop_margin(const exec *ex) {
+  uint64_t half = (uint64_t)ex->cfg.reserve_ms / 2;
+  if (half < HARD_STOP_MARGIN_MIN_MS) return HARD_STOP_MARGIN_MIN_MS;
+  return half > HARD_STOP_MARGIN_MAX_MS ? HARD_STOP_MARGIN_MAX_MS : half;
+}
+
 static void on_signal(uv_signal_t *handle, int signum) {
   exec *ex = handle->data;
   const char *name = signum == SIGINT ? "SIGINT" : "SIGTERM";
@@ -606,7 +617,7 @@ static void on_signal(uv_signal_t *handle, int signum) {
   }
   uint64_t now = uv_now(&ex->loop);
   aw_budget_start(&ex->budget, now, (uint64_t)ex->cfg.grace_ms, (uint64_t)ex->cfg.reserve_ms,
-                  HARD_STOP_MARGIN_MS);
+                  hard_stop_margin(ex));
   aw_info("received %s: waiting for main until the reserve begins in %llu ms; exiting within %llu ms",
           name, (unsigned long long)(ex->budget.reserve_at - now),
           (unsigned long long)(ex->budget.hard_stop - now));

@@ -23,7 +23,7 @@
 #define API_PREFIX "/apis/argoproj.io/v1alpha1/namespaces/"
 #define ATTEMPT_TIMEOUT_MS 30000u
 #define CONNECT_TIMEOUT_MS 10000u
-#define MIN_ATTEMPT_MS 50u          /* less than this left: give up */
+#define MIN_ATTEMPT_MS 20u          /* less than this left: give up (in-cluster requests take a few ms) */
 #define RETRY_AFTER_CAP_MS 60000u
 #define TOKEN_MAX_AGE_MS 60000u
 #define TOKEN_MAX_BYTES (64u * 1024u)
