@@ -167,10 +167,10 @@ static void close_handle(uv_handle_t *h) {
   if (!uv_is_closing(h)) uv_close(h, NULL);
 }
 
-/* Closing a signal handle makes libuv restore SIGTERM's default action. The
- * mask blocked in finish() covers only this thread; a thread-pool thread
- * could still take a process-wide SIGTERM and die of it. Ignoring the
- * signals, process-wide, leaves an honest exit code to the end. */
+/* Closing a signal handle makes libuv restore SIGTERM's default action.
+ * The pool threads block SIGTERM (start_thread_pool) and finish() blocks it
+ * here; a thread libcurl starts to resolve a host name may not, so the
+ * signals are also ignored, process-wide, to keep an honest exit code. */
 static void ignore_stop_signals(void) {
   struct sigaction ignore;
   memset(&ignore, 0, sizeof(ignore));
@@ -882,12 +882,28 @@ static void block_stop_signals(bool block) {
   sigprocmask(block ? SIG_BLOCK : SIG_UNBLOCK, &set, NULL);
 }
 
+static void no_work(uv_work_t *req) { (void)req; }
+static void no_work_done(uv_work_t *req, int status) {
+  (void)status;
+  free(req);
+}
+
+/* libuv starts its thread-pool threads on the first queued work, and they
+ * inherit this thread's signal mask. Started while SIGTERM is blocked, they
+ * never take it: it reaches only the loop's thread, whose handler (or, once
+ * finishing, whose mask) decides, so no thread can die of it. */
+static void start_thread_pool(uv_loop_t *loop) {
+  uv_work_t *req = calloc(1, sizeof(*req));
+  if (req && uv_queue_work(loop, req, no_work, no_work_done) != 0) free(req);
+}
+
 /* The loop, its handles and the API client. Returns -1 when no request can
  * be made (the reasons are in the termination log then). */
 static int start_loop(exec *ex, const char *kubeconfig, const aw_kubeconfig *kc) {
   uv_loop_init(&ex->loop);
   ex->t_start = uv_now(&ex->loop);
   init_handles(ex);
+  start_thread_pool(&ex->loop);
   block_stop_signals(false);
   ex->http = aw_http_new(&ex->loop);
   if (!ex->http) return -1;
