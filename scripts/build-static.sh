@@ -159,4 +159,19 @@ log "building argowait"
 cmake -S "$root" -B "$out" -DCMAKE_BUILD_TYPE=Release -DARGOWAIT_WERROR=ON -DARGOWAIT_STATIC=ON \
   -DARGOWAIT_TESTS=OFF -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
 cmake --build "$out" -j"$jobs" --target argowait
-file "$out/argowait"
+
+# --- 4. rootfs: exactly what the Dockerfile's FROM scratch stage copies --------
+# The CA bundle is used only when no CA is given: the API server's CA comes
+# from the service account's ca.crt (or the kubeconfig); the bundle serves S3
+# over HTTPS without caSecret. passwd/group only name uid/gid 8737.
+rootfs=$out/rootfs
+rm -rf "$rootfs"
+install -d "$rootfs/usr/local/bin" "$rootfs/etc/ssl/certs" "$rootfs/tmp"
+chmod 1777 "$rootfs/tmp"
+strip -o "$rootfs/usr/local/bin/argowait" "$out/argowait"
+ln -s argowait "$rootfs/usr/local/bin/argoexec"
+install -m644 /etc/ssl/certs/ca-certificates.crt "$rootfs/etc/ssl/certs/"
+printf 'root:x:0:0:root:/:/sbin/nologin\nargo:x:8737:8737:argo:/:/sbin/nologin\n' >"$rootfs/etc/passwd"
+printf 'root:x:0:\nargo:x:8737:\n' >"$rootfs/etc/group"
+ls -l "$out/argowait" "$rootfs/usr/local/bin/argowait"
+du -sb "$rootfs" | awk '{printf "rootfs %s: %d bytes\n", $2, $1}'
