@@ -63,7 +63,9 @@ mkdir -p "$deps/src" "$prefix"
 # fetch SRCPKG: apt-get source into deps/src once per Debian version; prints the tree.
 fetch() {
   local pkg=$1 ver dir
-  ver=$(apt-cache showsrc --only-source "$pkg" 2>/dev/null | awk '/^Version:/{print $2}' | sort -V | tail -1)
+  srcver() { apt-cache showsrc --only-source "$pkg" 2>/dev/null | awk '/^Version:/{print $2}' | sort -V | tail -1; }
+  ver=$(srcver)
+  if [ -z "$ver" ] && [ "$(id -u)" = 0 ]; then apt-get update -qq >&2; ver=$(srcver); fi
   [ -n "$ver" ] || { echo "no source package $pkg: is deb-src enabled (apt-get update)?" >&2; exit 1; }
   dir=$deps/src/$pkg-$ver
   if [ ! -f "$dir/.fetched" ]; then
