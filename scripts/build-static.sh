@@ -60,22 +60,29 @@ fi
 
 # --- 2. sources --------------------------------------------------------------
 mkdir -p "$deps/src" "$prefix"
-# fetch SRCPKG: apt-get source into deps/src once per Debian version; prints the tree.
+# fetch SRCPKG: apt-get source into deps/src once per Debian version; prints the
+# tree. The newest version apt knows is tried first, then older ones (a mirror
+# may list a security update whose source files it does not hold yet).
 fetch() {
-  local pkg=$1 ver dir
-  srcver() { apt-cache showsrc --only-source "$pkg" 2>/dev/null | awk '/^Version:/{print $2}' | sort -V | tail -1; }
-  ver=$(srcver)
-  if [ -z "$ver" ] && [ "$(id -u)" = 0 ]; then apt-get update -qq >&2; ver=$(srcver); fi
-  [ -n "$ver" ] || { echo "no source package $pkg: is deb-src enabled (apt-get update)?" >&2; exit 1; }
-  dir=$deps/src/$pkg-$ver
-  if [ ! -f "$dir/.fetched" ]; then
+  local pkg=$1 vers ver dir
+  srcvers() { apt-cache showsrc --only-source "$pkg" 2>/dev/null | awk '/^Version:/{print $2}' | sort -Vru; }
+  vers=$(srcvers)
+  if [ -z "$vers" ] && [ "$(id -u)" = 0 ]; then apt-get update -qq >&2; vers=$(srcvers); fi
+  [ -n "$vers" ] || { echo "no source package $pkg: is deb-src enabled (apt-get update)?" >&2; exit 1; }
+  for ver in $vers; do
+    dir=$deps/src/$pkg-$ver
+    [ -f "$dir/.fetched" ] && { echo "$dir"; return; }
+  done
+  for ver in $vers; do
+    dir=$deps/src/$pkg-$ver
     log "apt-get source $pkg ($ver)"
     rm -rf "$dir" && mkdir -p "$dir"
-    (cd "$dir" && apt-get source -qq --only-source "$pkg=$ver" >/dev/null 2>&1 \
-      || (cd "$dir" && apt-get source --only-source "$pkg=$ver"))
-    touch "$dir/.fetched"
-  fi
-  echo "$dir"
+    if (cd "$dir" && apt-get source -qq --only-source "$pkg=$ver" >"$dir.log" 2>&1); then
+      touch "$dir/.fetched"; echo "$dir"; return
+    fi
+    tail -3 "$dir.log" >&2; rm -rf "$dir"
+  done
+  echo "apt-get source $pkg failed for every version: $vers" >&2; exit 1
 }
 tree() { find "$1" -mindepth 1 -maxdepth 1 -type d | head -1; }
 stamp() { echo "$prefix/.stamp-$1-$(basename "$2")"; }
