@@ -2,6 +2,7 @@
 """Binary and runtime-image size, computed without docker.
 
     python3 bench/image.py [--bin build/argowait]
+    python3 bench/image.py --rootfs build-static/rootfs   (FROM scratch image)
 
 Binary: `strip -o` of the release build (what `cmake --install --strip` does).
 
@@ -171,10 +172,30 @@ def report(r):
     return "\n".join(lines)
 
 
+def rootfs(path):
+    """The FROM scratch image: every file of the rootfs scripts/build-static.sh
+    assembles (what the Dockerfile copies), sizes as the layer tar holds them."""
+    lines, total = [], 0
+    for d, _, files in os.walk(path):
+        for f in sorted(files):
+            p = os.path.join(d, f)
+            st = os.lstat(p)
+            total += st.st_size
+            lines.append("  %9d B  %s%s" % (st.st_size, os.path.relpath(p, path),
+                                           " -> " + os.readlink(p) if os.path.islink(p) else ""))
+    ldd = run("ldd", os.path.join(path, "usr/local/bin/argowait")).strip()
+    lines.append("runtime image (FROM scratch): %d bytes = %.2f MiB (ldd: %s)" % (total, total / 1048576.0, ldd))
+    return "\n".join(lines)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bin", default=DEFAULT_BIN)
+    ap.add_argument("--rootfs", default=None, help="report the FROM scratch image of this rootfs instead")
     args = ap.parse_args()
+    if args.rootfs:
+        print(rootfs(args.rootfs))
+        return None
     r = measure(args.bin)
     print(report(r))
     return r
