@@ -40,13 +40,16 @@ run_one() {
   mkdir -p "$work/corpus/$t" "$work/crashes/$t"
   [ -f "fuzz/dict/$t.dict" ] && dict=(-dict="fuzz/dict/$t.dict")
   echo "== fuzz_$t: ${seconds}s, -max_len=$(max_len "$t")"
+  # git keeps no empty folder: a target without regressions has none.
+  local inputs=("$work/corpus/$t" "fuzz/corpus/$t")
+  [ -d "fuzz/regressions/$t" ] && inputs+=("fuzz/regressions/$t")
   # New inputs go to the first folder (work); the repo's corpus is read only.
   if ! ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:symbolize=1 \
       UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
       "$build/fuzz/fuzz_$t" "${dict[@]}" -max_total_time="$seconds" -max_len="$(max_len "$t")" \
       -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
       -artifact_prefix="$work/crashes/$t/" \
-      "$work/corpus/$t" "fuzz/corpus/$t" "fuzz/regressions/$t" >"$work/fuzz_$t.log" 2>&1; then
+      "${inputs[@]}" >"$work/fuzz_$t.log" 2>&1; then
     echo "!! fuzz_$t FAILED; crash files in $work/crashes/$t/"
     grep -E "property violated|ERROR|SUMMARY|runtime error|Test unit written" -A2 "$work/fuzz_$t.log" | head -40
     return 1

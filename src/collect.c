@@ -99,9 +99,7 @@ static void param_source_free(param_source *src) {
 static int base_image_source(const aw_config *cfg, const char *clean,
                              param_source *src) {
   src->base = aw_config_path(cfg, AW_PATH_ARGO_DIR, NULL);
-  if (asprintf(&src->rel, "%s%s",
-               AW_PATH_OUTPUT_PARAMS + sizeof(AW_PATH_ARGO_DIR), clean) < 0)
-    src->rel = NULL;
+  if (asprintf(&src->rel, "outputs/parameters%s", clean) < 0) src->rel = NULL;
   return src->base && src->rel ? 0 : -ENOMEM;
 }
 
