@@ -298,6 +298,37 @@ static void stage_logs(const aw_artifacts *a, item *it) {
   else if (k != 1) set_err(it, "%s/%s/combined is not a regular file", AW_PATH_CTR_DIR, it->container);
 }
 
+/* A base-image artifact as files: the emissary's .tgz (src_base/src_rel)
+ * untarred into folder, and the source re-pointed at what it held. */
+static int untar_staged(item *it, const char *folder, const char *clean, char **src_base,
+                        char **src_rel) {
+  int rc = mkdirs(folder);
+  if (rc != 0) {
+    set_err(it, "cannot create a scratch folder: %s", strerror(-rc));
+    return -1;
+  }
+  aw_archive_stats st;
+  aw_archive_stats_init(&st);
+  char *err = NULL;
+  char *tgz = dupf("%s/%s", *src_base, *src_rel);
+  rc = tgz ? aw_archive_untar(tgz, folder, &st, &err) : -ENOMEM;
+  free(tgz);
+  if (!archive_ok(it, rc, err, &st)) return -1;
+  char *base = strdup(folder);
+  char *rel = strdup(base_name(clean));
+  if (!base || !rel) {
+    free(base);
+    free(rel);
+    set_err(it, "out of memory");
+    return -1;
+  }
+  free(*src_base);
+  free(*src_rel);
+  *src_base = base;
+  *src_rel = rel;
+  return 0;
+}
+
 static void stage_artifact(const aw_artifacts *a, item *it) {
   const aw_output_artifact *art = it->art;
   char *clean = aw_path_clean(art->path);
@@ -365,22 +396,7 @@ static void stage_artifact(const aw_artifacts *a, item *it) {
   case AW_STRATEGY_ZIP:
     if (base_image) { /* untar into scratch, zip that */
       if (!(tmp2 = dupf("%s/%s.d", scratch, it->name))) goto oom;
-      if ((rc = mkdirs(tmp2)) != 0) {
-        set_err(it, "cannot create a scratch folder: %s", strerror(-rc));
-        break;
-      }
-      aw_archive_stats_init(&st);
-      char *tgz = dupf("%s/%s", src_base, src_rel);
-      rc = tgz ? aw_archive_untar(tgz, tmp2, &st, &err) : -ENOMEM;
-      free(tgz);
-      if (!archive_ok(it, rc, err, &st)) break;
-      err = NULL;
-      free(src_base);
-      free(src_rel);
-      src_base = tmp2;
-      tmp2 = NULL;
-      src_rel = strdup(base_name(clean));
-      if (!src_rel) goto oom;
+      if (untar_staged(it, tmp2, clean, &src_base, &src_rel) != 0) break;
     }
     aw_archive_stats_init(&st);
     if (!(tmp = dupf("%s/%s.zip", scratch, it->name))) goto oom;
@@ -392,21 +408,7 @@ static void stage_artifact(const aw_artifacts *a, item *it) {
   case AW_STRATEGY_NONE:
     if (base_image) { /* untar into scratch/<name>, upload the one file */
       if (!(tmp2 = dupf("%s/%s", scratch, it->name))) goto oom;
-      if ((rc = mkdirs(tmp2)) != 0) {
-        set_err(it, "cannot create a scratch folder: %s", strerror(-rc));
-        break;
-      }
-      aw_archive_stats_init(&st);
-      char *tgz = dupf("%s/%s", src_base, src_rel);
-      rc = tgz ? aw_archive_untar(tgz, tmp2, &st, &err) : -ENOMEM;
-      free(tgz);
-      if (!archive_ok(it, rc, err, &st)) break;
-      free(src_base);
-      free(src_rel);
-      src_base = tmp2;
-      tmp2 = NULL;
-      src_rel = strdup(base_name(clean));
-      if (!src_rel) goto oom;
+      if (untar_staged(it, tmp2, clean, &src_base, &src_rel) != 0) break;
       k = kind_beneath(src_base, src_rel);
     }
     if (k == 2) {
