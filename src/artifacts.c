@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "argowait/collect.h"
 #include "argowait/archive.h"
 #include "argowait/log.h"
 #include "argowait/s3.h"
@@ -242,28 +243,6 @@ static int kind_beneath(const char *base, const char *rel) {
   return fd == -EISDIR ? 2 : fd;
 }
 
-/* The mirror of clean under /mainctrfs: base folder and rel (as collect). */
-static int mirror_source(const aw_config *cfg, const char *mirror, const char *clean, char **base,
-                         char **rel) {
-  size_t mlen = strlen(mirror);
-  char *folder;
-  const char *r;
-  if (clean[mlen] == '\0') {
-    const char *last = strrchr(clean, '/');
-    folder = strndup(clean, (size_t)(last - clean));
-    r = last + 1;
-  } else {
-    folder = strdup(mirror);
-    r = clean + (mlen == 1 ? 1 : mlen + 1);
-  }
-  if (!folder) return -ENOMEM;
-  const char *rest = folder[0] == '/' ? folder + 1 : folder;
-  *base = aw_config_path(cfg, AW_PATH_MAINCTRFS, *rest ? rest : NULL);
-  *rel = strdup(r);
-  free(folder);
-  return *base && *rel ? 0 : -ENOMEM;
-}
-
 static void set_err(item *it, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void set_err(item *it, const char *fmt, ...) {
   va_list ap;
@@ -344,7 +323,7 @@ static void stage_artifact(const aw_artifacts *a, item *it) {
   if (!scratch) goto oom;
   if (idx >= 0) {
     const aw_mirrored_path *m = &a->tmpl->mirrored[idx];
-    if (mirror_source(a->cfg, m->path, clean, &src_base, &src_rel) != 0) goto oom;
+    if (aw_mirror_source(a->cfg, a->tmpl, clean, &src_base, &src_rel) != 0) goto oom;
     k = kind_beneath(src_base, src_rel);
     base_image = k == -ENOENT && m->from_input_artifact && m->optional;
     if (base_image) {

@@ -118,31 +118,34 @@ static const char *outermost_mirror(const aw_template *t, const char *clean) {
   return best;
 }
 
-/* /mainctrfs/<mirror>/<rest>. A path that is the mirror itself (a file
- * mounted with subPath, say) is read beneath the mirror's parent instead,
- * since openat needs a folder to start from. */
-static int mirror_source(const aw_config *cfg, const char *mirror,
-                         const char *clean, param_source *src) {
+/* /mainctrfs/<outermost mirror>/<rest>. A path that is the mirror itself (a
+ * file mounted with subPath, say) is read beneath the mirror's parent
+ * instead, since openat needs a folder to start from. */
+int aw_mirror_source(const aw_config *cfg, const aw_template *tmpl, const char *clean,
+                     char **base, char **rel) {
+  *base = *rel = NULL;
+  const char *mirror = outermost_mirror(tmpl, clean);
+  if (!mirror) return -EINVAL;
   size_t mlen = strlen(mirror);
-  if (strncmp(clean, mirror, mlen) != 0) return -EINVAL;
   char *folder;
   if (clean[mlen] == '\0') {
     const char *last = strrchr(clean, '/');
     folder = strndup(clean, (size_t)(last - clean));
-    src->rel = strdup(last + 1);
+    *rel = strdup(last + 1);
   } else {
     folder = strdup(mirror);
-    src->rel = strdup(clean + (mlen == 1 ? 1 : mlen + 1));
+    *rel = strdup(clean + (mlen == 1 ? 1 : mlen + 1));
   }
-  if (!folder || !src->rel) {
-    free(folder);
-    return -ENOMEM;
+  if (folder && *rel) {
+    /* aw_config_path wants the part after the fixed prefix without its '/'. */
+    const char *rest = folder[0] == '/' ? folder + 1 : folder;
+    *base = aw_config_path(cfg, AW_PATH_MAINCTRFS, *rest ? rest : NULL);
   }
-  /* aw_config_path wants the part after the fixed prefix without its '/'. */
-  const char *rest = folder[0] == '/' ? folder + 1 : folder;
-  src->base = aw_config_path(cfg, AW_PATH_MAINCTRFS, *rest ? rest : NULL);
   free(folder);
-  return src->base ? 0 : -ENOMEM;
+  if (*base) return 0;
+  free(*rel);
+  *rel = NULL;
+  return -ENOMEM;
 }
 
 static int read_from(const param_source *src, aw_bytes *value) {
@@ -163,7 +166,7 @@ static int read_param_file(const aw_collect_input *in, const char *clean,
     return rc;
   }
   const aw_mirrored_path *m = &in->tmpl->mirrored[idx];
-  rc = mirror_source(in->cfg, outermost_mirror(in->tmpl, clean), clean, &src);
+  rc = aw_mirror_source(in->cfg, in->tmpl, clean, &src.base, &src.rel);
   if (rc == 0) rc = read_from(&src, value);
   param_source_free(&src);
   /* An optional input artifact that was not supplied has nothing mounted

@@ -33,6 +33,14 @@ typedef struct {
 void aw_collect_run(const aw_collect_input *in, aw_collect_output *out);
 void aw_collect_output_free(aw_collect_output *out);
 
+/* Where a path on a mirrored volume or input artifact is read from: a base
+ * folder under /mainctrfs that is a real mount (the outermost mirror holding
+ * clean; a nested one is a folder main could swap for a symlink), and the
+ * rest, to be resolved beneath it. Both malloc'd. Returns 0, -EINVAL when no
+ * mirror holds clean, or -ENOMEM. */
+int aw_mirror_source(const aw_config *cfg, const aw_template *tmpl, const char *clean,
+                     char **base, char **rel);
+
 /* Strips exactly one trailing '\n' (as Argo does). Returns the new length. */
 size_t aw_strip_one_newline(const char *data, size_t len);
 

@@ -147,6 +147,22 @@ class ArtifactTests(tl.LifecycleCase):
         self.assertEqual(self.reported(pod), [])
         self.assert_termination_log_empty(pod)
 
+    def test_nested_mirror_replaced_by_a_symlink_is_refused(self):
+        # P8: an input artifact under a volume mount (/work/in under /work) is
+        # a folder main can swap for a symlink, here to the S3 credentials.
+        # The artifact must be read beneath the real mount, /mainctrfs/work,
+        # so the link is refused and the secret never reaches the store.
+        art = {"name": "leak", "path": "/work/in/secretkey", "archive": {"none": {}}}
+        template = self.template([art], mounts=[{"name": "w", "mountPath": "/work"}])
+        template["inputs"] = {"artifacts": [{"name": "in", "path": "/work/in", "s3": {"key": "in.tgz"}}]}
+        pod = self.run_pod(template, 64, before_finish=lambda p: p.mount_symlink(
+            "/work", "in", "../../argo/secret/my-cred"))
+        self.assertEqual(self.reported(pod), [])
+        self.assert_failure_marker(pod, 'output artifact "leak"')
+        # (moto rejects the signature of a listing with Prefix: filter here.)
+        keys = [o["Key"] for o in self.moto.s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])]
+        self.assertEqual([k for k in keys if k.startswith(self.prefix + "/")], [], "nothing uploaded")
+
     def test_missing_is_a_failure(self):
         arts = [{"name": "must", "path": "/tmp/nothing"}]
         pod = self.run_pod(self.template(arts), 64)
