@@ -8,6 +8,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
 
 #include "argowait/jsonstr.h"
 #include "argowait/strbuf.h"
@@ -336,4 +337,10 @@ char *aw_api_status_message(const char *body, size_t body_len) {
     return strdup(rc != 0 ? "(no message: out of memory)" : "(empty body)");
   }
   return cut_line(&sb, max);
+}
+
+int64_t aw_unix_now_ms(void) {
+  struct timeval tv;
+  gettimeofday(&tv, NULL);
+  return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
 }

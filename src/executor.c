@@ -18,7 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/time.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
@@ -110,7 +109,6 @@ struct exec {
   int exit_code;
 };
 
-static void block_stop_signals(bool block);
 static uint64_t hard_stop_margin(const exec *ex);
 
 /* ---- reasons and the termination log ---------------------------------- */
@@ -217,7 +215,7 @@ static void finish(exec *ex) {
   ex->state = ST_DONE;
   /* Closing the signal handles gives SIGTERM back its default action; a late
    * SIGTERM would then turn an honest 0 or 64 into death by signal. */
-  block_stop_signals(true);
+  aw_stop_signals_block(true);
   cancel_op(&ex->placeholder_op);
   cancel_op(&ex->progress_op);
   cancel_op(&ex->report_op);
@@ -493,15 +491,9 @@ static void on_deadline(uv_timer_t *t) {
   uv_timer_start(&ex->kill_timer, on_kill_timer, (uint64_t)ex->cfg.grace_ms, 0);
 }
 
-static int64_t unix_now_ms(void) {
-  struct timeval tv;
-  gettimeofday(&tv, NULL);
-  return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
-
 static void arm_deadline(exec *ex) {
   if (!ex->cfg.has_deadline) return;
-  int64_t delay = ex->cfg.deadline_unix_ms - unix_now_ms();
+  int64_t delay = ex->cfg.deadline_unix_ms - aw_unix_now_ms();
   uv_timer_start(&ex->deadline_timer, on_deadline, delay > 0 ? (uint64_t)delay : 0, 0);
 }
 
@@ -874,7 +866,7 @@ static bool find_api(exec *ex, const char *kubeconfig, aw_kubeconfig *kc) {
   return ex->ns != NULL;
 }
 
-static void block_stop_signals(bool block) {
+void aw_stop_signals_block(bool block) {
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);
@@ -904,7 +896,7 @@ static int start_loop(exec *ex, const char *kubeconfig, const aw_kubeconfig *kc)
   ex->t_start = uv_now(&ex->loop);
   init_handles(ex);
   start_thread_pool(&ex->loop);
-  block_stop_signals(false);
+  aw_stop_signals_block(false);
   ex->http = aw_http_new(&ex->loop);
   if (!ex->http) return -1;
   return kubeconfig ? start_kube_from_kubeconfig(ex, kc) : start_kube_in_cluster(ex);
@@ -915,7 +907,7 @@ int aw_wait_run(const aw_wait_options *opts, aw_getenv_fn getenv_fn) {
   exec *ex = &ex_storage;
   /* Until the loop's handlers exist, SIGTERM must not kill the process: it
    * stays pending and is delivered once they are installed. */
-  block_stop_signals(true);
+  aw_stop_signals_block(true);
   memset(ex, 0, sizeof(*ex));
   aw_reasons_init(&ex->failures);
   aw_reasons_init(&ex->termlog);

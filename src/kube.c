@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 #include <unistd.h>
 
 #include "argowait/fsjob.h"
@@ -265,18 +264,12 @@ static void on_sleep_done(uv_timer_t *timer) {
   start_attempt(op);
 }
 
-static int64_t unix_now_ms(void) {
-  struct timeval tv;
-  gettimeofday(&tv, NULL);
-  return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
-
 static void schedule_retry(aw_kube_op *op, const char *retry_after) {
   aw_kube *k = op->kube;
   const aw_backoff_policy *policy = k->budget->active ? &hurried_policy : &calm_policy;
   uint64_t delay = aw_backoff_delay(policy, op->transient_failures - 1, next_random(k));
   uint64_t asked = 0;
-  if (retry_after && aw_parse_retry_after(retry_after, unix_now_ms(), &asked) == 0) {
+  if (retry_after && aw_parse_retry_after(retry_after, aw_unix_now_ms(), &asked) == 0) {
     /* Retry-After is a floor, not an appointment: pods throttled together
      * would all come back together. Spread them over half as much again,
      * and let repeated throttling grow like any other backoff. */

@@ -21,7 +21,6 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
-#include <sys/time.h>
 #include <unistd.h>
 
 #include "argowait/log.h"
@@ -163,12 +162,6 @@ static double next_random(aw_s3 *s) {
   s->rng ^= s->rng << 25;
   s->rng ^= s->rng >> 27;
   return (double)((s->rng * 2685821657736338717ULL) >> 11) / 9007199254740992.0;
-}
-
-static int64_t unix_now_ms(void) {
-  struct timeval tv;
-  gettimeofday(&tv, NULL);
-  return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
 }
 
 static void wipe_free(char *p) {
@@ -523,7 +516,7 @@ static void schedule_retry(s3_req *rq, const char *retry_after) {
   const aw_backoff_policy *policy = s->budget->active ? &hurried_policy : &calm_policy;
   uint64_t delay = aw_backoff_delay(policy, rq->transient_failures - 1, next_random(s));
   uint64_t asked = 0;
-  if (retry_after && aw_parse_retry_after(retry_after, unix_now_ms(), &asked) == 0)
+  if (retry_after && aw_parse_retry_after(retry_after, aw_unix_now_ms(), &asked) == 0)
     delay = asked < RETRY_AFTER_CAP_MS ? asked : RETRY_AFTER_CAP_MS;
   if (s->budget->active) {
     uint64_t left = time_left(s);

@@ -47,21 +47,7 @@ static void parse_wait_flags(int argc, char **argv, wait_flags *f, char ***unkno
  * and SIGINT stay pending until the wait loop's handlers take them (as a
  * pod's PID 1 they would otherwise be dropped, and the grace period's
  * deadline would never start). The other commands unblock them again. */
-__attribute__((constructor)) static void hold_stop_signals(void) {
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGTERM);
-  sigaddset(&stop_signals, SIGINT);
-  sigprocmask(SIG_BLOCK, &stop_signals, NULL);
-}
-
-static void release_stop_signals(void) {
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGTERM);
-  sigaddset(&stop_signals, SIGINT);
-  sigprocmask(SIG_UNBLOCK, &stop_signals, NULL);
-}
+__attribute__((constructor)) static void hold_stop_signals(void) { aw_stop_signals_block(true); }
 
 static int cmd_wait(int argc, char **argv) {
   wait_flags f = {0};
@@ -139,7 +125,7 @@ int main(int argc, char **argv) {
   }
   const char *cmd = argv[1];
   if (strcmp(cmd, "wait") == 0) return cmd_wait(argc, argv);
-  release_stop_signals();
+  aw_stop_signals_block(false);
   if (strcmp(cmd, "kill") == 0) return cmd_kill(argc, argv);
   if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) return cmd_version();
   if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {

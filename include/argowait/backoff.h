@@ -20,6 +20,11 @@ typedef struct {
 uint64_t aw_backoff_delay(const aw_backoff_policy *p, unsigned attempt,
                           double rand01);
 
+/* The wall clock in ms since the epoch: for Retry-After dates and the
+ * deadline, which are wall-clock instants (everything else uses the loop's
+ * monotonic clock). */
+int64_t aw_unix_now_ms(void);
+
 /* A Retry-After header value: delta seconds, or an HTTP date relative to
  * now_unix_ms. Returns 0 and the delay in ms (>= 0), or -1. */
 int aw_parse_retry_after(const char *value, int64_t now_unix_ms,
