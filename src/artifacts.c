@@ -11,11 +11,11 @@
 
 #include "argowait/collect.h"
 #include "argowait/archive.h"
+#include "argowait/dirlist.h"
 #include "argowait/log.h"
-#include "argowait/s3.h"
 #include "argowait/safefile.h"
+#include "argowait/store.h"
 
-#define SECRET_CAP (64u * 1024u)
 #define ABORT_WAIT_MAX_MS 1000u
 #define SCRATCH_ARTIFACTS "outputs/artifacts" /* under /tmp/argo */
 
@@ -25,14 +25,29 @@ typedef struct {
   const aw_output_artifact *art; /* NULL for logs */
   const char *container;         /* logs */
   char *name;                    /* artifact name, or "<c>-logs" */
-  char *key;
+  aw_store *store;               /* where it goes; NULL: see store_why */
+  const char *store_why;         /* why there is no store (a slot's) */
+  char *key;                     /* in its store (S3 key, Artifactory URL) */
   item_state state;
   bool saved;
   /* Set by staging (pool). */
   char *base, *rel;  /* what to upload */
   bool missing;      /* source not there */
   char *stage_err;   /* why it cannot be uploaded */
+  /* A folder saved without an archive: one object per file, in order. */
+  bool folder;
+  aw_dirlist files;
+  size_t file_cur;
 } item;
+
+/* A repository in use: the template's archiveLocation (slot 0) or an
+ * artifact's own Artifactory location. */
+typedef struct {
+  aw_store *store; /* NULL: it cannot be used, see why */
+  char *why;
+  bool load;       /* some item needs it: read its credentials */
+  char *cred_err;  /* set on the pool */
+} store_slot;
 
 struct aw_artifacts {
   uv_loop_t *loop;
@@ -47,15 +62,11 @@ struct aw_artifacts {
   size_t count;
   size_t cur;
 
-  /* Credentials, read on the pool, wiped once given to aw_s3. */
-  aw_bytes access, secret, token;
-  char *ca_path;
-  char *cred_err;
-  uint64_t part_size;
-  unsigned threads;
+  store_slot *slots;
+  size_t slot_count;
+  size_t prep_cur; /* the slot being prepared (S3 createBucketIfNotPresent) */
 
-  aw_s3 *s3;
-  aw_s3_op *op;
+  aw_store_op *op;
   uv_work_t work;
   bool pool_pending;
   uv_timer_t timer;
@@ -88,21 +99,10 @@ static bool safe_component(const char *s) {
   return s && *s && !strchr(s, '/') && strcmp(s, ".") != 0 && strcmp(s, "..") != 0;
 }
 
-static char *join_key(const char *prefix, const char *name) {
-  if (!prefix || !*prefix) return strdup(name);
-  size_t n = strlen(prefix);
-  while (n && prefix[n - 1] == '/') n--;
-  if (!n) return strdup(name);
-  return dupf("%.*s/%s", (int)n, prefix, name);
-}
-
-static const char *bucket(const aw_artifacts *a) {
-  return a->tmpl->location.bucket ? a->tmpl->location.bucket : "";
-}
-
-static void wipe(aw_bytes *b) {
-  if (b->data) explicit_bzero(b->data, b->len);
-  aw_bytes_free(b);
+/* "s3://bucket/key" or the URL of the item, for messages; malloc'd. */
+static char *item_where(const item *it) {
+  if (it->store && it->key) return aw_store_where(it->store, it->key);
+  return it->art ? dupf("path %s", it->art->path) : NULL;
 }
 
 bool aw_artifacts_needed(const aw_template *tmpl) {
@@ -122,26 +122,33 @@ static void release(aw_artifacts *a) {
     free(a->items[i].base);
     free(a->items[i].rel);
     free(a->items[i].stage_err);
+    aw_dirlist_free(&a->items[i].files);
   }
   free(a->items);
-  wipe(&a->access);
-  wipe(&a->secret);
-  wipe(&a->token);
-  free(a->ca_path);
-  free(a->cred_err);
+  for (size_t i = 0; i < a->slot_count; i++) {
+    aw_store_free(a->slots[i].store);
+    free(a->slots[i].why);
+    free(a->slots[i].cred_err);
+  }
+  free(a->slots);
   cJSON_Delete(a->saved);
   aw_reasons_free(&a->reasons);
   free(a);
 }
 
+/* Also called from finish() while the pool may be staging this item: it
+ * touches nothing that staging writes (the file list goes in release()). */
 static void item_reason(aw_artifacts *a, item *it, const char *why) {
   it->state = IT_DONE;
+  char *where = item_where(it);
   if (it->art)
-    aw_reasons_add(&a->reasons, "output artifact \"%s\" (s3://%s/%s): %s", it->name, bucket(a),
-                   it->key ? it->key : "?", why);
+    aw_reasons_add(&a->reasons, "output artifact \"%s\" (%s): %s", it->name,
+                   where ? where : "?", why);
+  else if (where)
+    aw_reasons_add(&a->reasons, "logs of container %s (%s): %s", it->container, where, why);
   else
-    aw_reasons_add(&a->reasons, "logs of container %s (s3://%s/%s): %s", it->container, bucket(a),
-                   it->key ? it->key : "?", why);
+    aw_reasons_add(&a->reasons, "logs of container %s: %s", it->container, why);
+  free(where);
 }
 
 static void finish(aw_artifacts *a) {
@@ -191,11 +198,13 @@ static void record_saved(aw_artifacts *a, item *it) {
     obj = cJSON_CreateObject();
     if (obj) cJSON_AddStringToObject(obj, "name", it->name);
   }
-  if (obj && !(it->art && it->art->own_key)) {
-    cJSON *loc = cJSON_CreateObject();
-    if (loc) cJSON_AddStringToObject(loc, "key", it->key);
-    cJSON_DeleteItemFromObjectCaseSensitive(obj, "s3");
-    if (!loc || !cJSON_AddItemToObject(obj, "s3", loc)) {
+  /* An artifact that names its own location is reported as written. */
+  bool own = it->art && (it->art->own_key || it->art->own_url);
+  if (obj && !own) {
+    const char *type = aw_store_type(it->store);
+    cJSON *loc = aw_store_location(it->store, it->key);
+    cJSON_DeleteItemFromObjectCaseSensitive(obj, type);
+    if (!loc || !cJSON_AddItemToObject(obj, type, loc)) {
       cJSON_Delete(loc);
       cJSON_Delete(obj);
       obj = NULL;
@@ -308,6 +317,29 @@ static int untar_staged(item *it, const char *folder, const char *clean, char **
   return 0;
 }
 
+/* The files of a folder saved without an archive, listed beneath base
+ * without following any symlink (P8); symlinks and special files are
+ * skipped with a warning. */
+static int list_folder(item *it, const char *base, const char *rel) {
+  if (!aw_store_holds_folders(it->store)) {
+    set_err(it, "%s is a folder, and an %s repository holds one file per artifact: save it with "
+            "archive tar or zip", it->art->path, aw_store_type(it->store));
+    return -1;
+  }
+  char *err = NULL;
+  int rc = aw_dirlist_files(base, rel, NULL, &it->files, &err);
+  for (size_t i = 0; i < it->files.warnings.count; i++)
+    aw_warn("output artifact \"%s\": %s", it->name, it->files.warnings.items[i]);
+  if (it->files.warnings_dropped)
+    aw_warn("output artifact \"%s\": %u more files skipped", it->name, it->files.warnings_dropped);
+  if (rc != 0) {
+    set_err(it, "%s: %s", it->art->path, err ? err : aw_safefile_strerror(rc));
+    aw_dirlist_free(&it->files);
+  }
+  free(err);
+  return rc;
+}
+
 static void stage_artifact(const aw_artifacts *a, item *it) {
   const aw_output_artifact *art = it->art;
   char *clean = aw_path_clean(art->path);
@@ -390,8 +422,12 @@ static void stage_artifact(const aw_artifacts *a, item *it) {
       if (untar_staged(it, tmp2, clean, &src_base, &src_rel) != 0) break;
       k = kind_beneath(src_base, src_rel);
     }
-    if (k == 2) {
-      set_err(it, "archive none of a folder is not supported yet");
+    if (k == 2) { /* one object per regular file */
+      if (list_folder(it, src_base, src_rel) != 0) break;
+      it->folder = true;
+      it->base = src_base;
+      it->rel = src_rel;
+      src_base = src_rel = NULL;
       break;
     }
     if (k != 1) {
@@ -426,25 +462,99 @@ static void stage_work(uv_work_t *w) {
 /* ---- uploading, one item at a time ---- */
 
 static void next_item(aw_artifacts *a);
+static void upload_next_file(aw_artifacts *a, item *it);
 
-static void stage_after(uv_work_t *w, int status);
+static const char *what_of(const item *it) { return it->art ? "output artifact" : "logs"; }
 
-static void put_done(const aw_s3_result *res, void *arg) {
+/* The store's message without its leading "<where>: ", which the reason
+ * already names (the failure marker has 1024 bytes for every reason). */
+static const char *without_where(const char *message, const char *where) {
+  size_t n = where ? strlen(where) : 0;
+  if (n && strncmp(message, where, n) == 0 && strncmp(message + n, ": ", 2) == 0)
+    return message + n + 2;
+  return message;
+}
+
+static void put_done(const aw_store_result *res, void *arg) {
   aw_artifacts *a = arg;
   a->op = NULL;
   if (a->done) return;
   item *it = &a->items[a->cur];
-  if (res->status == AW_S3_OK) {
-    aw_info("%s \"%s\" saved to s3://%s/%s (%llu bytes, %u parts, %u attempts)",
-            it->art ? "output artifact" : "logs", it->name, bucket(a), it->key,
-            (unsigned long long)res->bytes, res->parts, res->attempts);
+  char *where = item_where(it);
+  if (res->status == AW_STORE_OK) {
+    char parts[32] = "";
+    if (res->parts) snprintf(parts, sizeof(parts), ", %u parts", res->parts);
+    aw_info("%s \"%s\" saved to %s (%llu bytes%s, %u attempts)", what_of(it), it->name,
+            where ? where : "?", (unsigned long long)res->bytes, parts, res->attempts);
     record_saved(a, it);
-  } else if (res->status == AW_S3_CANCELLED) {
+  } else if (res->status == AW_STORE_CANCELLED) {
     item_reason(a, it, "not saved: the grace period's reserve began before the upload finished"
                        " (the upload was aborted)");
   } else {
-    item_reason(a, it, res->message ? res->message : "upload failed");
+    item_reason(a, it, res->message ? without_where(res->message, where) : "upload failed");
   }
+  free(where);
+  a->cur++;
+  next_item(a);
+}
+
+/* One file of a folder is in: the next, or the folder is saved. */
+static void folder_file_done(const aw_store_result *res, void *arg) {
+  aw_artifacts *a = arg;
+  a->op = NULL;
+  if (a->done) return;
+  item *it = &a->items[a->cur];
+  const char *file = it->files.files[it->file_cur];
+  if (res->status == AW_STORE_CANCELLED) {
+    char *why = dupf("not saved: the grace period's reserve began before %s was uploaded (%zu of "
+                     "%zu files were)", file, it->file_cur, it->files.count);
+    item_reason(a, it, why ? why : "not saved: the grace period's reserve began");
+    free(why);
+    aw_dirlist_free(&it->files);
+  } else if (res->status != AW_STORE_OK) {
+    /* The store's message names the file's own key. */
+    char *why = res->message ? NULL : dupf("%s: upload failed", file);
+    item_reason(a, it, res->message ? res->message : why ? why : "upload failed");
+    free(why);
+    aw_dirlist_free(&it->files);
+  } else {
+    aw_debug("%s \"%s\": %s uploaded (%llu bytes)", what_of(it), it->name, file,
+             (unsigned long long)res->bytes);
+    it->file_cur++;
+    upload_next_file(a, it);
+    return;
+  }
+  a->cur++;
+  next_item(a);
+}
+
+/* Uploads the folder's files one after the other to <key>/<relative path>;
+ * the first failure ends the artifact (as Argo's S3 driver does). */
+static void upload_next_file(aw_artifacts *a, item *it) {
+  if (a->reserve) {
+    item_reason(a, it, "not saved: the grace period's reserve began first");
+  } else if (it->file_cur == it->files.count) {
+    char *where = item_where(it);
+    if (it->files.count == 0)
+      aw_info("%s \"%s\": the folder %s is empty: nothing uploaded, reported with key %s (as Argo "
+              "does)", what_of(it), it->name, it->art->path, it->key);
+    else
+      aw_info("%s \"%s\" saved to %s/ (%zu files, %llu bytes)", what_of(it), it->name,
+              where ? where : "?", it->files.count, (unsigned long long)it->files.bytes);
+    free(where);
+    record_saved(a, it);
+  } else {
+    const char *file = it->files.files[it->file_cur];
+    char *key = aw_store_child_key(it->store, it->key, file);
+    char *rel = dupf("%s/%s", it->rel, file);
+    if (key && rel)
+      a->op = aw_store_put(it->store, key, it->base, rel, true, folder_file_done, a);
+    free(key);
+    free(rel);
+    if (a->op) return;
+    item_reason(a, it, "cannot start the upload");
+  }
+  aw_dirlist_free(&it->files); /* staging is over for this item: the list can go */
   a->cur++;
   next_item(a);
 }
@@ -472,9 +582,12 @@ static void stage_after(uv_work_t *w, int status) {
   } else if (a->reserve) {
     item_reason(a, it, "not saved: the grace period's reserve began first");
   } else {
-    aw_info("uploading %s \"%s\" to s3://%s/%s", it->art ? "output artifact" : "logs", it->name,
-            bucket(a), it->key);
-    a->op = aw_s3_put_file(a->s3, it->key, it->base, it->rel, put_done, a);
+    char *where = item_where(it);
+    aw_info("uploading %s \"%s\" to %s%s", what_of(it), it->name, where ? where : "?",
+            it->folder ? "/ (one object per file)" : "");
+    free(where);
+    if (it->folder) return upload_next_file(a, it);
+    a->op = aw_store_put(it->store, it->key, it->base, it->rel, false, put_done, a);
     if (a->op) return;
     item_reason(a, it, "cannot start the upload");
   }
@@ -495,76 +608,53 @@ static void next_item(aw_artifacts *a) {
   a->pool_pending = true;
 }
 
-/* ---- the store ---- */
+/* ---- the stores ---- */
 
-static void all_reason(aw_artifacts *a, const char *why) {
-  for (size_t i = 0; i < a->count; i++)
-    if (a->items[i].state == IT_PENDING) item_reason(a, &a->items[i], why);
+static bool slot_in_use(const aw_artifacts *a, const store_slot *slot) {
+  for (size_t i = 0; slot->store && i < a->count; i++)
+    if (a->items[i].state == IT_PENDING && a->items[i].store == slot->store) return true;
+  return false;
 }
 
-static void bucket_done(const aw_s3_result *res, void *arg) {
+/* Every pending item of the slot's store gets the reason. */
+static void slot_reason(aw_artifacts *a, const store_slot *slot, const char *why) {
+  for (size_t i = 0; i < a->count; i++)
+    if (a->items[i].state == IT_PENDING && a->items[i].store == slot->store)
+      item_reason(a, &a->items[i], why);
+}
+
+static void prepare_next_store(aw_artifacts *a);
+
+static void prepare_done(const aw_store_result *res, void *arg) {
   aw_artifacts *a = arg;
   a->op = NULL;
   if (a->done) return;
-  if (res->status != AW_S3_OK) {
+  if (res->status != AW_STORE_OK) {
     char *why = dupf("the bucket is not usable: %s", res->message ? res->message : "?");
-    all_reason(a, why ? why : "the bucket is not usable");
+    slot_reason(a, &a->slots[a->prep_cur], why ? why : "the bucket is not usable");
     free(why);
-    return finish(a);
   }
-  if (res->created) aw_info("created bucket %s", bucket(a));
+  a->prep_cur++;
+  prepare_next_store(a);
+}
+
+/* Runs each store's work before the first upload, one at a time, then the
+ * uploads. */
+static void prepare_next_store(aw_artifacts *a) {
+  for (; a->prep_cur < a->slot_count; a->prep_cur++) {
+    store_slot *slot = &a->slots[a->prep_cur];
+    if (!slot->store || !slot_in_use(a, slot)) continue;
+    if (aw_store_prepare(slot->store, prepare_done, a, &a->op)) return;
+  }
   next_item(a);
 }
 
-/* Reads a secret file (kubelet-managed Secret mount: symlinks by design). */
-static int read_secret(aw_artifacts *a, const aw_secret_ref *ref, const char *what, aw_bytes *out) {
-  if (!ref->name) return 0;
-  if (!safe_component(ref->name) || !safe_component(ref->key)) {
-    a->cred_err = dupf("the %s secret name or key is not a plain name", what);
-    return -1;
-  }
-  char *rest = dupf("%s/%s", ref->name, ref->key);
-  char *path = rest ? aw_config_path(a->cfg, AW_PATH_SECRETS, rest) : NULL;
-  free(rest);
-  int rc = path ? aw_read_trusted(path, SECRET_CAP, out) : -ENOMEM;
-  free(path);
-  if (rc != 0) {
-    a->cred_err = dupf("cannot read the %s from %s/%s/%s: %s", what, AW_PATH_SECRETS, ref->name,
-                       ref->key, aw_safefile_strerror(rc));
-    return -1;
-  }
-  while (out->len && (out->data[out->len - 1] == '\n' || out->data[out->len - 1] == '\r'))
-    out->data[--out->len] = '\0';
-  if (!out->len) {
-    a->cred_err = dupf("the %s in %s/%s/%s is empty", what, AW_PATH_SECRETS, ref->name, ref->key);
-    return -1;
-  }
-  if (memchr(out->data, '\0', out->len)) {
-    a->cred_err = dupf("the %s in %s/%s/%s holds a NUL byte", what, AW_PATH_SECRETS, ref->name,
-                       ref->key);
-    return -1;
-  }
-  return 0;
-}
-
+/* Pool: reads only the slots (the loop may give items reasons meanwhile). */
 static void creds_work(uv_work_t *w) {
   aw_artifacts *a = w->data;
-  const aw_archive_location *l = &a->tmpl->location;
-  if (read_secret(a, &l->access_key, "access key", &a->access) ||
-      read_secret(a, &l->secret_key, "secret key", &a->secret) ||
-      read_secret(a, &l->session_token, "session token", &a->token))
-    return;
-  if (l->ca.name) {
-    if (!safe_component(l->ca.name) || !safe_component(l->ca.key)) {
-      a->cred_err = dupf("the CA secret name or key is not a plain name");
-      return;
-    }
-    char *rest = dupf("%s/%s", l->ca.name, l->ca.key);
-    a->ca_path = rest ? aw_config_path(a->cfg, AW_PATH_SECRETS, rest) : NULL;
-    free(rest);
-    struct stat st;
-    if (!a->ca_path || stat(a->ca_path, &st) != 0)
-      a->cred_err = dupf("cannot read the CA from %s/%s/%s", AW_PATH_SECRETS, l->ca.name, l->ca.key);
+  for (size_t i = 0; i < a->slot_count; i++) {
+    store_slot *slot = &a->slots[i];
+    if (slot->load) aw_store_load_credentials(slot->store, a->cfg, &slot->cred_err);
   }
 }
 
@@ -573,128 +663,99 @@ static void creds_after(uv_work_t *w, int status) {
   a->pool_pending = false;
   if (a->freed) return release(a);
   if (a->done) return;
-  if (status != 0 || a->cred_err) {
-    char *why = dupf("S3 credentials: %s", a->cred_err ? a->cred_err : "cancelled");
-    all_reason(a, why ? why : "S3 credentials cannot be read");
-    free(why);
-    return finish(a);
-  }
-  const aw_archive_location *l = &a->tmpl->location;
-  const char *endpoint = l->endpoint ? l->endpoint : "s3.amazonaws.com";
-  aw_s3_config c = {
-      .endpoint = endpoint,
-      .bucket = l->bucket,
-      .region = l->region,
-      .insecure = l->insecure,
-      .path_style = strstr(endpoint, "amazonaws.com") == NULL,
-      .access_key = a->access.data,
-      .secret_key = a->secret.data,
-      .session_token = a->token.data,
-      .ca_file = a->ca_path,
-      .user_agent = "argowait (argo-executor wait)",
-      .part_size = a->part_size,
-      .threads = a->threads,
-      .budget = a->budget,
-  };
-  char *err = NULL;
-  a->s3 = aw_s3_new(a->loop, a->http, &c, &err);
-  wipe(&a->access);
-  wipe(&a->secret);
-  wipe(&a->token);
-  if (!a->s3) {
-    char *why = dupf("cannot set up the S3 client: %s", err ? err : "?");
-    all_reason(a, why ? why : "cannot set up the S3 client");
-    free(why);
+  for (size_t i = 0; i < a->slot_count; i++) {
+    store_slot *slot = &a->slots[i];
+    if (!slot->load || !slot_in_use(a, slot)) continue;
+    char *err = NULL;
+    if (status != 0) slot_reason(a, slot, "reading the credentials was cancelled");
+    else if (slot->cred_err) slot_reason(a, slot, slot->cred_err);
+    else if (aw_store_connect(slot->store, a->loop, a->http, a->budget, &err) != 0)
+      slot_reason(a, slot, err ? err : "cannot set up the repository client");
     free(err);
-    return finish(a);
   }
-  if (l->create_bucket) {
-    a->op = aw_s3_ensure_bucket(a->s3, true, bucket_done, a);
-    if (a->op) return;
-    all_reason(a, "cannot check the bucket");
-    return finish(a);
-  }
-  next_item(a);
+  a->prep_cur = 0;
+  prepare_next_store(a);
 }
 
 /* ---- start ---- */
 
-/* Checks that need no file: unsupported locations and credentials. */
+/* Checks that need no file: locations that cannot be used. */
 static void precheck(aw_artifacts *a) {
-  const aw_archive_location *l = &a->tmpl->location;
   for (size_t i = 0; i < a->count; i++) {
     item *it = &a->items[i];
     const aw_output_artifact *art = it->art;
-    if (art && art->own_type && strcmp(art->own_type, "s3") != 0) {
+    const char *own = art ? art->own_type : NULL;
+    if (own && strcmp(own, "s3") != 0 && strcmp(own, "artifactory") != 0) {
       char why[160];
-      bool input_only = !strcmp(art->own_type, "git") || !strcmp(art->own_type, "http") ||
-                        !strcmp(art->own_type, "raw");
+      bool input_only = !strcmp(own, "git") || !strcmp(own, "http") || !strcmp(own, "raw");
       snprintf(why, sizeof(why), input_only ? "a %s location cannot hold an output artifact"
-                                            : "saving to a %s location is not supported yet",
-               art->own_type);
+                                            : "saving to a %s location is not supported",
+               own);
       item_reason(a, it, why);
     } else if (art && art->own_s3_full) {
       item_reason(a, it, "an artifact's own S3 bucket or endpoint is not supported yet");
     } else if (art && art->name && !safe_component(art->name)) {
       item_reason(a, it, "the artifact's name is not usable as a file name");
-    } else if (!l->type) {
-      item_reason(a, it, "no artifact repository is configured (template.archiveLocation)");
-    } else if (strcmp(l->type, "s3") != 0) {
-      char why[160];
-      snprintf(why, sizeof(why), "artifact repository type %s is not supported yet", l->type);
-      item_reason(a, it, why);
-    } else if (!l->bucket) {
-      item_reason(a, it, "archiveLocation.s3.bucket is not set");
-    } else if (!l->access_key.name || !l->secret_key.name) {
+    } else if (!it->store) {
+      item_reason(a, it, it->store_why ? it->store_why : "no artifact repository");
+    } else if (art && art->own_key && strcmp(aw_store_type(it->store), "s3") != 0) {
       char why[200];
-      snprintf(why, sizeof(why), "credentials from %s are not supported yet (only "
-               "accessKeySecret and secretKeySecret)",
-               l->role_arn ? "roleARN" : l->use_sdk_creds ? "useSDKCreds (the AWS SDK chain)"
-                                                          : "the pod's identity (IRSA, instance role)");
+      snprintf(why, sizeof(why), "its own s3 key needs an S3 artifact repository, not %s",
+               aw_store_type(it->store));
       item_reason(a, it, why);
     }
   }
-  char *err = NULL;
-  if (aw_s3_parse_upload_settings(getenv("ARTIFACT_S3_UPLOAD_PART_SIZE_MIB"),
-                                  getenv("ARTIFACT_S3_UPLOAD_THREADS"), &a->part_size, &a->threads,
-                                  &err) != 0) {
-    char *why = dupf("%s", err ? err : "bad upload settings");
-    all_reason(a, why ? why : "bad upload settings");
-    free(why);
-  }
-  free(err);
 }
 
+/* The slot of the item's repository: the artifact's own Artifactory
+ * location gets a slot of its own, everything else the archiveLocation's. */
+static store_slot *slot_for(aw_artifacts *a, const aw_output_artifact *art) {
+  if (!art || !art->own_type || strcmp(art->own_type, "artifactory") != 0) return &a->slots[0];
+  store_slot *slot = &a->slots[a->slot_count++];
+  slot->store = aw_store_for_own_artifactory(art, &slot->why);
+  return slot;
+}
+
+/* The name an artifact is uploaded under (Argo's fileName), or NULL when
+ * its path is not absolute (staging then says so) or memory ran out. */
+static char *upload_name(const aw_output_artifact *art) {
+  char *clean = aw_path_clean(art->path);
+  char *upload = NULL;
+  if (clean) {
+    switch (art->strategy) {
+    case AW_STRATEGY_TAR: upload = dupf("%s.tgz", art->name); break;
+    case AW_STRATEGY_ZIP: upload = dupf("%s.zip", art->name); break;
+    case AW_STRATEGY_NONE: upload = strdup(base_name(clean)); break;
+    }
+  }
+  free(clean);
+  return upload;
+}
+
+/* Returns -1 only when memory ran out. */
 static int add_item(aw_artifacts *a, const aw_output_artifact *art, const char *container) {
   item *it = &a->items[a->count++];
   it->art = art;
   it->container = container;
-  const char *prefix = a->tmpl->location.key;
-  if (art) {
-    it->name = strdup(art->name);
-    if (art->own_key) {
-      it->key = strdup(art->own_key);
-    } else {
-      char *clean = aw_path_clean(art->path);
-      char *upload = NULL;
-      if (clean) {
-        switch (art->strategy) {
-        case AW_STRATEGY_TAR: upload = dupf("%s.tgz", art->name); break;
-        case AW_STRATEGY_ZIP: upload = dupf("%s.zip", art->name); break;
-        case AW_STRATEGY_NONE: upload = strdup(base_name(clean)); break;
-        }
-      }
-      it->key = upload ? join_key(prefix, upload) : NULL;
-      free(upload);
-      free(clean);
-    }
-  } else {
+  store_slot *slot = slot_for(a, art);
+  it->store = slot->store;
+  it->store_why = slot->why;
+  if (!it->store && !it->store_why) return -1;
+  char *upload = NULL;
+  if (!art) {
     it->name = dupf("%s-logs", container);
-    char *upload = dupf("%s.log", container);
-    it->key = upload ? join_key(prefix, upload) : NULL;
-    free(upload);
+    upload = dupf("%s.log", container);
+  } else {
+    it->name = strdup(art->name);
+    if (art->own_key) it->key = strdup(art->own_key);
+    else if (!art->own_url) upload = upload_name(art);
+    if (!art->own_key && !art->own_url && !upload && art->path[0] == '/') return -1;
   }
-  return it->name && it->key ? 0 : -1;
+  if (it->store && !it->key && (upload || (art && art->own_url)))
+    it->key = aw_store_key(it->store, upload);
+  bool need_key = it->store && (upload || (art && (art->own_key || art->own_url)));
+  free(upload);
+  return it->name && (it->key || !need_key) ? 0 : -1;
 }
 
 aw_artifacts *aw_artifacts_start(uv_loop_t *loop, aw_http *http, const aw_config *cfg,
@@ -713,10 +774,16 @@ aw_artifacts *aw_artifacts_start(uv_loop_t *loop, aw_http *http, const aw_config
   a->saved = cJSON_CreateArray();
   size_t n = tmpl->artifact_count + (tmpl->archive_logs ? tmpl->main_container_count : 0);
   a->items = calloc(n ? n : 1, sizeof(*a->items));
+  a->slots = calloc(tmpl->artifact_count + 1, sizeof(*a->slots));
   uv_timer_init(loop, &a->timer);
   a->timer.data = a;
   a->timer_open = true;
-  bool oom = !a->saved || !a->items;
+  bool oom = !a->saved || !a->items || !a->slots;
+  if (!oom) {
+    a->slot_count = 1;
+    a->slots[0].store = aw_store_for_archive_location(&tmpl->location, &a->slots[0].why);
+    oom = !a->slots[0].store && !a->slots[0].why;
+  }
   for (size_t i = 0; !oom && i < tmpl->artifact_count; i++)
     if (tmpl->artifacts[i].path && add_item(a, &tmpl->artifacts[i], NULL) != 0) oom = true;
   for (size_t i = 0; !oom && tmpl->archive_logs && i < tmpl->main_container_count; i++)
@@ -732,21 +799,29 @@ aw_artifacts *aw_artifacts_start(uv_loop_t *loop, aw_http *http, const aw_config
   precheck(a);
   bool any = false;
   for (size_t i = 0; i < a->count; i++) any = any || a->items[i].state == IT_PENDING;
+  for (size_t i = 0; i < a->slot_count; i++) a->slots[i].load = slot_in_use(a, &a->slots[i]);
   a->work.data = a;
   if (any && uv_queue_work(loop, &a->work, creds_work, creds_after) == 0) {
     a->pool_pending = true;
   } else {
-    if (any) all_reason(a, "cannot start reading the S3 credentials");
+    for (size_t i = 0; any && i < a->count; i++)
+      if (a->items[i].state == IT_PENDING)
+        item_reason(a, &a->items[i], "cannot start reading the repository credentials");
     uv_timer_start(&a->timer, on_timer, 0, 0);
   }
   return a;
 }
 
+static void stores_budget_changed(aw_artifacts *a, bool now_too) {
+  for (size_t i = 0; i < a->slot_count; i++)
+    if (a->slots[i].store) aw_store_budget_changed(a->slots[i].store, now_too);
+}
+
 void aw_artifacts_reserve(aw_artifacts *a) {
   if (!a || a->done || a->reserve) return;
   a->reserve = true;
-  if (a->s3) aw_s3_budget_changed(a->s3, true);
-  if (a->op) aw_s3_cancel(a->op);
+  stores_budget_changed(a, true);
+  if (a->op) aw_store_cancel(a->op);
   /* Give an abort a moment to land; then report whatever happens. */
   uint64_t left = aw_budget_clip(a->budget, uv_now(a->loop), UINT64_MAX);
   uint64_t wait = left / 4 < ABORT_WAIT_MAX_MS ? left / 4 : ABORT_WAIT_MAX_MS;
@@ -757,7 +832,7 @@ void aw_artifacts_reserve(aw_artifacts *a) {
 }
 
 void aw_artifacts_budget_changed(aw_artifacts *a) {
-  if (a && a->s3 && !a->done) aw_s3_budget_changed(a->s3, false);
+  if (a && !a->done) stores_budget_changed(a, false);
 }
 
 bool aw_artifacts_busy(const aw_artifacts *a) { return a && a->pool_pending; }
@@ -766,8 +841,13 @@ void aw_artifacts_free(aw_artifacts *a) {
   if (!a || a->freed) return;
   a->freed = true;
   a->done = true;
-  if (a->s3) aw_s3_free(a->s3);
-  a->s3 = NULL;
+  /* Stops every upload without a callback. Pool work (credentials,
+   * staging) reads the stores, and no upload runs while it does (one step
+   * at a time): then they go in release(), once it has returned. */
+  for (size_t i = 0; !a->pool_pending && i < a->slot_count; i++) {
+    aw_store_free(a->slots[i].store);
+    a->slots[i].store = NULL;
+  }
   a->op = NULL;
   if (a->timer_open && !uv_is_closing((uv_handle_t *)&a->timer))
     uv_close((uv_handle_t *)&a->timer, on_timer_closed);

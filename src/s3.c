@@ -106,6 +106,7 @@ struct aw_s3_op {
   char *key;
   char *name; /* s3://bucket/key, for messages */
   char *base_dir, *rel;
+  bool nofollow; /* no symlink at all on the way to the file */
   bool create;
   aw_s3_cb cb;
   void *arg;
@@ -1049,7 +1050,7 @@ static void open_work(uv_work_t *w) {
       op->open_err = -errno;
       return;
     }
-    fd = aw_open_beneath(dfd, op->rel);
+    fd = op->nofollow ? aw_open_beneath_walk(dfd, op->rel) : aw_open_beneath(dfd, op->rel);
     close(dfd);
   }
   if (fd < 0) {
@@ -1146,11 +1147,12 @@ static aw_s3_op *op_new(aw_s3 *s, int type, const char *key, aw_s3_cb cb, void *
   return op;
 }
 
-aw_s3_op *aw_s3_put_file(aw_s3 *s, const char *key, const char *base_dir, const char *rel,
-                         aw_s3_cb cb, void *arg) {
+static aw_s3_op *put_file(aw_s3 *s, const char *key, const char *base_dir, const char *rel,
+                          bool nofollow, aw_s3_cb cb, void *arg) {
   if (!key || !*key || !base_dir || !rel) return NULL;
   aw_s3_op *op = op_new(s, OP_PUT, key, cb, arg);
   if (!op) return NULL;
+  op->nofollow = nofollow;
   op->base_dir = strdup(base_dir);
   op->rel = strdup(rel);
   if (!op->base_dir || !op->rel) {
@@ -1159,6 +1161,16 @@ aw_s3_op *aw_s3_put_file(aw_s3 *s, const char *key, const char *base_dir, const 
   }
   uv_timer_start(&op->kick, on_kick_start, 0, 0);
   return op;
+}
+
+aw_s3_op *aw_s3_put_file(aw_s3 *s, const char *key, const char *base_dir, const char *rel,
+                         aw_s3_cb cb, void *arg) {
+  return put_file(s, key, base_dir, rel, false, cb, arg);
+}
+
+aw_s3_op *aw_s3_put_file_nofollow(aw_s3 *s, const char *key, const char *base_dir,
+                                  const char *rel, aw_s3_cb cb, void *arg) {
+  return put_file(s, key, base_dir, rel, true, cb, arg);
 }
 
 aw_s3_op *aw_s3_ensure_bucket(aw_s3 *s, bool create, aw_s3_cb cb, void *arg) {

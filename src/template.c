@@ -509,11 +509,31 @@ static int parse_archive(const cJSON *item, const char *where,
   return 0;
 }
 
+static int parse_secret_ref(const cJSON *obj, const char *where, const char *key,
+                            aw_secret_ref *ref, aw_reasons *errs);
+
+/* url, usernameSecret, passwordSecret of an artifactory location. */
+static int parse_artifactory(const cJSON *art, const char *where, char **url,
+                             aw_secret_ref *username, aw_secret_ref *password,
+                             aw_reasons *errs) {
+  return optional_string(art, where, "url", errs, url) ||
+                 parse_secret_ref(art, where, "usernameSecret", username, errs) ||
+                 parse_secret_ref(art, where, "passwordSecret", password, errs)
+             ? -1
+             : 0;
+}
+
 static int parse_own_location(const cJSON *item, const char *where,
                               aw_output_artifact *a, aw_reasons *errs) {
   a->own_type = repo_type_of(item);
-  if (!a->own_type || strcmp(a->own_type, "s3") != 0) return 0;
+  if (!a->own_type) return 0;
   char field[WHERE_MAX];
+  if (strcmp(a->own_type, "artifactory") == 0) {
+    join_where(field, where, "artifactory");
+    return parse_artifactory(cJSON_GetObjectItemCaseSensitive(item, "artifactory"), field,
+                             &a->own_url, &a->own_username, &a->own_password, errs);
+  }
+  if (strcmp(a->own_type, "s3") != 0) return 0;
   join_where(field, where, "s3");
   const cJSON *s3 = cJSON_GetObjectItemCaseSensitive(item, "s3");
   const cJSON *bucket, *endpoint;
@@ -821,6 +841,10 @@ static int parse_archive_location(const cJSON *root, aw_template *t,
   if (t->location.type && strcmp(t->location.type, "s3") == 0)
     return parse_s3_location(cJSON_GetObjectItemCaseSensitive(location, "s3"),
                              &t->location, errs);
+  if (t->location.type && strcmp(t->location.type, "artifactory") == 0)
+    return parse_artifactory(cJSON_GetObjectItemCaseSensitive(location, "artifactory"),
+                             "archiveLocation.artifactory", &t->location.url,
+                             &t->location.username, &t->location.password, errs);
   return 0;
 }
 
@@ -839,6 +863,9 @@ static void location_free(aw_archive_location *l) {
   secret_ref_free(&l->secret_key);
   secret_ref_free(&l->session_token);
   secret_ref_free(&l->ca);
+  free(l->url);
+  secret_ref_free(&l->username);
+  secret_ref_free(&l->password);
 }
 
 int aw_template_parse(const char *json, size_t len, aw_template *out,
@@ -874,6 +901,9 @@ void aw_template_free(aw_template *t) {
     free(t->artifacts[i].name);
     free(t->artifacts[i].path);
     free(t->artifacts[i].own_key);
+    free(t->artifacts[i].own_url);
+    secret_ref_free(&t->artifacts[i].own_username);
+    secret_ref_free(&t->artifacts[i].own_password);
   }
   location_free(&t->location);
   free(t->artifacts);

@@ -1,13 +1,15 @@
 /* Saving output artifacts and archived logs to the artifact repository.
  *
- * Runs on the loop: file work (credentials, stat, tar/zip/untar) goes to
- * the thread pool one step at a time, uploads go through aw_s3 one artifact
- * at a time, in template order, logs last.
+ * Runs on the loop: file work (credentials, stat, tar/zip/untar, listing a
+ * folder) goes to the thread pool one step at a time, uploads go through the
+ * item's store (store.h: S3 or Artifactory) one artifact at a time, in
+ * template order, logs last. A folder saved without an archive is uploaded
+ * one file at a time (S3 only; at most AW_DIRLIST_MAX_FILES files).
  *
- * Only S3 with static keys (accessKeySecret/secretKeySecret, optional
- * sessionTokenSecret and caSecret) is supported; anything else is a reason
- * per artifact. Reasons name the artifact, s3://bucket/key and the store's
- * answer; never a credential. */
+ * Repositories: the template's archiveLocation (S3 with static keys, or
+ * Artifactory), and an artifact's own Artifactory location. Anything else is
+ * a reason per artifact. Reasons name the artifact, where it goes
+ * (s3://bucket/key or the URL) and the store's answer; never a credential. */
 #ifndef ARGOWAIT_ARTIFACTS_H
 #define ARGOWAIT_ARTIFACTS_H
 

@@ -98,6 +98,12 @@ void aw_s3_free(aw_s3 *s);
 aw_s3_op *aw_s3_put_file(aw_s3 *s, const char *key, const char *base_dir,
                          const char *rel, aw_s3_cb cb, void *arg);
 
+/* As aw_s3_put_file, but no symlink at all is followed on the way to the
+ * file, not even one that stays beneath base_dir (aw_open_beneath_walk): for
+ * the files of a folder artifact, whose symlinks are skipped. */
+aw_s3_op *aw_s3_put_file_nofollow(aw_s3 *s, const char *key, const char *base_dir,
+                                  const char *rel, aw_s3_cb cb, void *arg);
+
 /* HeadBucket; when it answers 404 and create is set, CreateBucket (an
  * existing bucket we own counts as success). */
 aw_s3_op *aw_s3_ensure_bucket(aw_s3 *s, bool create, aw_s3_cb cb, void *arg);

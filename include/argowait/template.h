@@ -32,6 +32,11 @@ typedef enum {
 extern const char *const aw_repo_types[];
 
 typedef struct {
+  char *name; /* NULL: not configured */
+  char *key;
+} aw_secret_ref;
+
+typedef struct {
   char *name;
   char *path;
   bool optional;
@@ -43,12 +48,11 @@ typedef struct {
   const char *own_type;
   char *own_key;
   bool own_s3_full;
+  /* An own artifactory location: its url and credentials (NULL names when
+   * absent). */
+  char *own_url;
+  aw_secret_ref own_username, own_password;
 } aw_output_artifact;
-
-typedef struct {
-  char *name; /* NULL: not configured */
-  char *key;
-} aw_secret_ref;
 
 /* template.archiveLocation: where artifacts without their own key go. */
 typedef struct {
@@ -58,6 +62,10 @@ typedef struct {
   char *role_arn;
   bool insecure, create_bucket, use_sdk_creds;
   aw_secret_ref access_key, secret_key, session_token, ca;
+  /* artifactory: the url that upload names are appended to, and the
+   * basic-auth credentials. */
+  char *url;
+  aw_secret_ref username, password;
 } aw_archive_location;
 
 /* A path of the main container that is mirrored under /mainctrfs: a volume

@@ -112,6 +112,95 @@ class ArtifactTests(tl.LifecycleCase):
         self.assertEqual(self.get(key), b"raw bytes\x00\xff")
         self.assertEqual(self.reported(pod), [dict(art, s3={"key": key})])
 
+    def keys_under(self, prefix):
+        # (no Prefix: moto signs a '/' in the query differently from boto3)
+        out = []
+        for page in self.moto.s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET):
+            out += [o["Key"] for o in page.get("Contents", []) if o["Key"].startswith(prefix)]
+        return sorted(out)
+
+    def test_none_of_a_mounted_folder(self):
+        # One object per regular file under <key>/<relative path>; symlinks
+        # (one pointing at the store's own credentials) and a FIFO are
+        # skipped, never followed; an empty file is an empty object.
+        art = {"name": "dir", "path": "/work/dir", "archive": {"none": {}}}
+        files = {"a.txt": b"A" * 1000, "sub/b.txt": b"bee", "sub/deeper/c.bin": bytes(range(256)) * 3,
+                 "empty": b"", "sub/with space.txt": b"sp"}
+
+        def stage(p):
+            for rel, data in files.items():
+                p.mount_file("/work", "dir/" + rel, data)
+            p.mount_symlink("/work", "dir/escape", "../../../argo/secret/my-cred/secretkey")
+            p.mount_symlink("/work", "dir/abs", "/etc/passwd")
+            p.mount_symlink("/work", "dir/linkdir", "sub")
+            os.mkfifo(p.path("mainctrfs/work/dir/fifo"))
+        pod = self.run_pod(self.template([art], mounts=[{"name": "w", "mountPath": "/work"}]), 0,
+                           before_finish=stage)
+        key = self.prefix + "/dir"
+        self.assertEqual(self.reported(pod), [dict(art, s3={"key": key})])
+        self.assertEqual(self.keys_under(self.prefix + "/"), sorted(key + "/" + r for r in files))
+        for rel, data in files.items():
+            self.assertEqual(self.get(key + "/" + rel), data, rel)
+        log = pod.log_text()
+        self.assertIn("escape is a symlink: skipped", log)
+        self.assertIn("fifo is not a regular file", log)
+        self.assert_termination_log_empty(pod)
+
+    def test_none_of_an_empty_folder(self):
+        # Argo uploads nothing and still reports the artifact.
+        art = {"name": "nothing", "path": "/work/empty", "archive": {"none": {}}}
+        pod = self.run_pod(self.template([art], mounts=[{"name": "w", "mountPath": "/work"}]), 0,
+                           before_finish=lambda p: os.makedirs(p.path("mainctrfs/work/empty")))
+        self.assertEqual(self.reported(pod), [dict(art, s3={"key": self.prefix + "/empty"})])
+        self.assertEqual(self.keys_under(self.prefix + "/"), [])
+        self.assertIn("is empty: nothing uploaded", pod.log_text())
+
+    def test_none_of_a_base_image_folder(self):
+        art = {"name": "bf", "path": "/tmp/base", "archive": {"none": {}}}
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+            for name, data in {"base/x.txt": b"x", "base/y/z.txt": b"zz", "base/e": b""}.items():
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tf.addfile(info, io.BytesIO(data))
+            link = tarfile.TarInfo("base/link")
+            link.type = tarfile.SYMTYPE
+            link.linkname = "/etc/passwd"
+            tf.addfile(link)
+        pod = self.run_pod(self.template([art]), 0,
+                           before_finish=lambda p: p.stage_artifact("/tmp/base", buf.getvalue()))
+        key = self.prefix + "/base"
+        self.assertEqual(self.reported(pod), [dict(art, s3={"key": key})])
+        self.assertEqual(self.keys_under(self.prefix + "/"), [key + "/e", key + "/x.txt", key + "/y/z.txt"])
+        self.assertEqual(self.get(key + "/y/z.txt"), b"zz")
+        self.assertEqual(self.get(key + "/e"), b"")
+
+    def test_none_of_a_folder_with_too_many_files(self):
+        art = {"name": "many", "path": "/work/many", "archive": {"none": {}}}
+
+        def stage(p):
+            d = p.path("mainctrfs/work/many")
+            for i in range(4):
+                os.makedirs(os.path.join(d, "s%d" % i))
+            for i in range(10001):
+                with open(os.path.join(d, "s%d" % (i % 4), "f%05d" % i), "wb"):
+                    pass
+        pod = self.run_pod(self.template([art], mounts=[{"name": "w", "mountPath": "/work"}]), 64,
+                           before_finish=stage)
+        self.assert_failure_marker(pod, 'output artifact "many"', self.prefix + "/many",
+                                   "more than 10000 files")
+        self.assertEqual(self.reported(pod), [])
+        self.assertEqual(self.keys_under(self.prefix + "/"), [])
+
+    def test_none_of_a_folder_that_cannot_be_uploaded(self):
+        wrong = "wrong-secret-" + uuid.uuid4().hex
+        art = {"name": "dir", "path": "/work/dir", "archive": {"none": {}}}
+        pod = self.run_pod(self.template([art], mounts=[{"name": "w", "mountPath": "/work"}]), 64,
+                           secret=wrong, before_finish=lambda p: p.mount_file("/work", "dir/a/one.txt", "1"))
+        self.assert_failure_marker(pod, 'output artifact "dir"', "a/one.txt", "SignatureDoesNotMatch")
+        self.assert_no_leak(pod, wrong)
+        self.assertEqual(self.reported(pod), [])
+
     def test_zip_of_mounted_folder_and_base_image(self):
         arts = [{"name": "z", "path": "/work/dir", "archive": {"zip": {}}},
                 {"name": "zb", "path": "/tmp/base", "archive": {"zip": {}}}]

@@ -417,6 +417,40 @@ static void test_archive_location_s3(void **state) {
   aw_template_free(&t);
 }
 
+static void test_artifactory_locations(void **state) {
+  (void)state;
+  aw_template t;
+  parse_ok("{\"container\":{},\"archiveLocation\":{\"archiveLogs\":true,\"artifactory\":{"
+           "\"url\":\"https://art.example.com/artifactory/generic-local/wf/pod\","
+           "\"usernameSecret\":{\"name\":\"cred\",\"key\":\"user\"},"
+           "\"passwordSecret\":{\"name\":\"cred\",\"key\":\"pass\"}}},"
+           "\"outputs\":{\"artifacts\":[{\"name\":\"o\",\"path\":\"/o\",\"artifactory\":{"
+           "\"url\":\"https://art.example.com/artifactory/generic-local/o.tgz\","
+           "\"passwordSecret\":{\"name\":\"c2\",\"key\":\"p\"},"
+           "\"usernameSecret\":{\"name\":\"c2\",\"key\":\"u\"}}}]}}",
+           &t);
+  const aw_archive_location *l = &t.location;
+  assert_string_equal(l->type, "artifactory");
+  assert_string_equal(l->url, "https://art.example.com/artifactory/generic-local/wf/pod");
+  assert_string_equal(l->username.name, "cred");
+  assert_string_equal(l->username.key, "user");
+  assert_string_equal(l->password.key, "pass");
+  assert_null(l->bucket);
+  const aw_output_artifact *a = &t.artifacts[0];
+  assert_string_equal(a->own_type, "artifactory");
+  assert_string_equal(a->own_url, "https://art.example.com/artifactory/generic-local/o.tgz");
+  assert_string_equal(a->own_username.name, "c2");
+  assert_string_equal(a->own_password.key, "p");
+  assert_null(a->own_key);
+  aw_template_free(&t);
+
+  parse_fails("{\"container\":{},\"archiveLocation\":{\"artifactory\":{\"url\":7}}}",
+              "archiveLocation.artifactory.url is a number");
+  parse_fails("{\"container\":{},\"outputs\":{\"artifacts\":[{\"name\":\"a\",\"path\":\"/a\","
+              "\"artifactory\":{\"url\":\"https://x/y\",\"usernameSecret\":{\"key\":\"u\"}}}]}}",
+              "artifactory.usernameSecret needs both name and key");
+}
+
 static void test_archive_location_and_archive_errors(void **state) {
   (void)state;
   parse_fails("{\"container\":{},\"archiveLocation\":{\"s3\":{\"bucket\":1}}}",
@@ -762,6 +796,7 @@ int main(void) {
       cmocka_unit_test(test_artifact_archive_and_own_location),
       cmocka_unit_test(test_archive_location_s3),
       cmocka_unit_test(test_archive_location_and_archive_errors),
+      cmocka_unit_test(test_artifactory_locations),
       cmocka_unit_test(test_outputs_is_a_copy_of_the_template_outputs),
       cmocka_unit_test(test_null_members_are_absent),
       cmocka_unit_test(test_not_json),
