@@ -148,8 +148,9 @@ static void wipe_free(char *p) {
   free(p);
 }
 
-/* Replaces the username and password wherever they appear in *msg: a server
- * may echo what it was sent, and a message must never carry a credential. */
+/* Replaces the username and password wherever they appear in *msg, the
+ * words of a server (its answer, curl's error): a server may echo what it
+ * was sent, and a message must never carry a credential. */
 static void scrub(const aw_artifactory *a, char **msg) {
   const char *secrets[] = {a ? a->password : NULL, a ? a->username : NULL};
   for (size_t i = 0; i < sizeof(secrets) / sizeof(*secrets); i++) {
@@ -256,10 +257,11 @@ static void op_decide(aw_artifactory_op *op, aw_artifactory_status status, const
   op->inflight = NULL;
   if (op->body) aw_filestream_detach(op->body);
   op->sleeping = false;
-  if (status != AW_ARTIFACTORY_OK) {
-    if (asprintf(&op->message, "%s: %s", op->url, what ? what : "failed") < 0) op->message = NULL;
-    scrub(op->client, &op->message);
-  }
+  /* what is scrubbed already where it holds a server's words; the URL is
+   * the template's and holds no credential (aw_artifactory_check_url). */
+  if (status != AW_ARTIFACTORY_OK &&
+      asprintf(&op->message, "%s: %s", op->url, what ? what : "failed") < 0)
+    op->message = NULL;
   uv_timer_stop(&op->timer);
   uv_timer_start(&op->timer, on_deliver, 0, 0);
 }
@@ -337,6 +339,8 @@ static void on_attempt_done(const aw_http_response *res, void *arg) {
   aw_artifactory *a = op->client;
   op->inflight = NULL;
   if (op->body) aw_filestream_detach(op->body);
+  uint64_t held = op->body ? aw_filestream_buffer_bytes(op->body) : 0;
+  if (held > a->stats.buffer_peak) a->stats.buffer_peak = held;
   op->last_status = res->transport_error ? 0 : res->status;
   outcome out = classify(res);
   if (op->body && aw_filestream_error(op->body)) out = OUT_PERMANENT; /* retrying cannot help */
@@ -396,8 +400,6 @@ static void start_attempt(aw_artifactory_op *op) {
   op->attempts++;
   a->stats.attempts++;
   op->inflight = aw_http_start(a->http, &spec, on_attempt_done, op);
-  uint64_t held = aw_filestream_buffer_bytes(op->body);
-  if (held > a->stats.buffer_peak) a->stats.buffer_peak = held;
   if (!op->inflight) {
     aw_filestream_detach(op->body);
     op_decide(op, AW_ARTIFACTORY_PERMANENT, "cannot start an HTTP request");
