@@ -99,6 +99,19 @@ int aw_artifactory_check_url(const char *url, const char **why) {
     *why = "the url must not hold a user or password (use usernameSecret and passwordSecret)";
     return -1;
   }
+  /* What curl would refuse at every attempt (a bad port, a bad IPv6
+   * literal) must fail here, once, rather than look like a network error
+   * that is retried until the grace period. */
+  CURLU *u = curl_url();
+  char *host = NULL;
+  bool parsed = u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+                curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK && host && *host;
+  curl_free(host);
+  curl_url_cleanup(u);
+  if (!parsed) {
+    *why = "the url cannot be parsed (host and port)";
+    return -1;
+  }
   return 0;
 }
 

@@ -9,7 +9,6 @@ the username appears in a log line, the termination log or a report.
 import io
 import os
 import tarfile
-import time
 import unittest
 import urllib.parse
 import uuid
@@ -158,6 +157,25 @@ class ArtifactoryTests(ArtifactoryCase):
         self.assertLess(pod.since_sigterm(), 3.0 - 0.1)
         obj = self.assert_failure_marker(pod, 'output artifact "out"', self.url_of("out.tgz"), "reserve")
         self.assertNotIn("artifacts", obj.get("outputs") or {})
+        self.assertEqual(self.art.objects, {})
+        self.assert_writes_valid()
+        self.assert_credentials_kept(pod)
+
+    def test_503_until_sigterm_is_retried_then_cancelled(self):
+        # P1: a transient failure is retried for as long as it lasts until the
+        # reserve begins; then the upload stops and the marker says why, in time.
+        self.art.fail_puts = 10 ** 6
+        art = {"name": "out", "path": "/tmp/out"}
+        pod = self.make_pod(self.template([art]), grace=3, reserve_ms=1000)
+        pod.stage_artifact("/tmp/out", tgz_of({"out": b"1"}))
+        pod.start()
+        pod.finish()
+        wait_until(lambda: len(self.art.puts()) >= 3, timeout=20, what="three PUTs")
+        self.assertTrue(pod.running(), "gave up before SIGTERM" + self.info(pod))
+        pod.sigterm()
+        self.assert_exit(pod, 64, timeout=10)
+        self.assertLess(pod.since_sigterm(), 3.0 - 0.1)
+        self.assert_failure_marker(pod, 'output artifact "out"', self.url_of("out.tgz"))
         self.assertEqual(self.art.objects, {})
         self.assert_writes_valid()
         self.assert_credentials_kept(pod)

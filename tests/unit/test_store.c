@@ -49,6 +49,9 @@ static void test_check_url(void **state) {
   long_url[AW_ARTIFACTORY_URL_MAX + 10] = '\0';
   url_bad(long_url, "too long");
   free(long_url);
+  url_bad("https://host:99999/x", "cannot be parsed");
+  url_bad("https://[::1/x", "cannot be parsed");
+  url_bad("https://:443/x", "cannot be parsed");
   /* '@' after the host is a path character, not a user. */
   url_ok("https://host/builds/@latest");
 }
