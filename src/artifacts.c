@@ -793,13 +793,12 @@ void aw_artifacts_reserve(aw_artifacts *a) {
   if (!a || a->done || a->reserve) return;
   a->reserve = true;
   if (a->sts) { /* no credentials yet: nothing can be saved now */
-    const char *last = aw_sts_last_error(a->sts);
-    char *why = *last ? dupf("S3 credentials: the grace period's reserve began while getting them "
-                             "from STS (last attempt: %s)", last)
-                      : dupf("S3 credentials: the grace period's reserve began while getting them "
-                             "from STS");
+    char *progress = aw_sts_progress(a->sts);
+    char *why = dupf("S3 credentials: the grace period's reserve began while getting them from %s",
+                     progress ? progress : "STS");
     all_reason(a, why ? why : "S3 credentials: the reserve began while getting them from STS");
     free(why);
+    free(progress);
     aw_sts_free(a->sts);
     a->sts = NULL;
   }

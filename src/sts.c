@@ -1187,8 +1187,14 @@ void aw_sts_budget_changed(aw_sts *s, bool now_too) {
   if (uv_timer_get_due_in(&s->timer) > cap) uv_timer_start(&s->timer, on_timer, cap, 0);
 }
 
-const char *aw_sts_last_error(const aw_sts *s) {
-  return s && s->last_error ? s->last_error : "";
+char *aw_sts_progress(const aw_sts *s) {
+  char *what = NULL;
+  int n = s->last_error ? asprintf(&what, "%u attempts, the last: %s", s->attempts, s->last_error)
+                        : asprintf(&what, "%u attempts, no answer yet", s->attempts);
+  if (n < 0) return NULL;
+  char *m = describe(s, what);
+  free(what);
+  return m;
 }
 
 static void on_closed(uv_handle_t *h) { free_now(h->data); }

@@ -151,8 +151,10 @@ aw_sts *aw_sts_start(uv_loop_t *loop, aw_http *http, const aw_budget *budget,
 /* The budget changed: clip the attempt in flight; when now_too, wake a
  * sleeping retry at once. */
 void aw_sts_budget_changed(aw_sts *s, bool now_too);
-/* What the last failed attempt said ("" when none failed yet). */
-const char *aw_sts_last_error(const aw_sts *s);
+/* Where it stands, for a reason when it is stopped early: "STS <action>
+ * (role <arn>, <url>): <n> attempts, the last: <error>" (malloc'd, no
+ * secret). */
+char *aw_sts_progress(const aw_sts *s);
 /* Stops (no callback after this), wipes the secrets; the rest is freed once
  * the loop has closed the timer. */
 void aw_sts_free(aw_sts *s);
