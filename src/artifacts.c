@@ -586,14 +586,13 @@ static void sts_done(const aw_sts_result *res, void *arg) {
   aw_artifacts *a = arg;
   aw_sts *sts = a->sts;
   a->sts = NULL;
-  if (a->done) {
-  } else if (res->status != AW_STS_OK) {
+  if (!a->done && res->status == AW_STS_OK) {
+    start_store(a, res->access_key_id, res->secret_access_key, res->session_token);
+  } else if (!a->done) {
     char *why = dupf("S3 credentials: %s", res->message ? res->message : "STS failed");
     all_reason(a, why ? why : "S3 credentials: STS failed");
     free(why);
     finish(a);
-  } else {
-    start_store(a, res->access_key_id, res->secret_access_key, res->session_token);
   }
   aw_sts_free(sts); /* after: the credentials live in it until then */
 }
