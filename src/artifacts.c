@@ -14,6 +14,7 @@
 #include "argowait/log.h"
 #include "argowait/s3.h"
 #include "argowait/safefile.h"
+#include "argowait/sts.h"
 
 #define SECRET_CAP (64u * 1024u)
 #define ABORT_WAIT_MAX_MS 1000u
@@ -49,6 +50,11 @@ struct aw_artifacts {
 
   /* Credentials, read on the pool, wiped once given to aw_s3. */
   aw_bytes access, secret, token;
+  /* Where they come from: static keys, or STS with the web identity token. */
+  aw_creds_plan plan;
+  char *plan_err;
+  aw_bytes web_token;
+  aw_sts *sts;
   char *ca_path;
   char *cred_err;
   uint64_t part_size;
@@ -127,6 +133,9 @@ static void release(aw_artifacts *a) {
   wipe(&a->access);
   wipe(&a->secret);
   wipe(&a->token);
+  wipe(&a->web_token);
+  aw_creds_plan_free(&a->plan);
+  free(a->plan_err);
   free(a->ca_path);
   free(a->cred_err);
   cJSON_Delete(a->saved);
@@ -554,6 +563,9 @@ static void creds_work(uv_work_t *w) {
       read_secret(a, &l->secret_key, "secret key", &a->secret) ||
       read_secret(a, &l->session_token, "session token", &a->token))
     return;
+  if (a->plan.kind != AW_CREDS_STATIC &&
+      aw_sts_read_token(a->plan.token_file, &a->web_token, &a->cred_err) != 0)
+    return;
   if (l->ca.name) {
     if (!safe_component(l->ca.name) || !safe_component(l->ca.key)) {
       a->cred_err = dupf("the CA secret name or key is not a plain name");
@@ -568,6 +580,23 @@ static void creds_work(uv_work_t *w) {
   }
 }
 
+static void start_store(aw_artifacts *a, const char *access, const char *secret, const char *token);
+
+static void sts_done(const aw_sts_result *res, void *arg) {
+  aw_artifacts *a = arg;
+  aw_sts *sts = a->sts;
+  a->sts = NULL;
+  if (!a->done && res->status == AW_STS_OK) {
+    start_store(a, res->access_key_id, res->secret_access_key, res->session_token);
+  } else if (!a->done) {
+    char *why = dupf("S3 credentials: %s", res->message ? res->message : "STS failed");
+    all_reason(a, why ? why : "S3 credentials: STS failed");
+    free(why);
+    finish(a);
+  }
+  aw_sts_free(sts); /* after: the credentials live in it until then */
+}
+
 static void creds_after(uv_work_t *w, int status) {
   aw_artifacts *a = w->data;
   a->pool_pending = false;
@@ -579,6 +608,20 @@ static void creds_after(uv_work_t *w, int status) {
     free(why);
     return finish(a);
   }
+  if (a->plan.kind != AW_CREDS_STATIC) {
+    a->sts = aw_sts_start(a->loop, a->http, a->budget, &a->plan, a->web_token.data,
+                          "argowait (argo-executor wait)", sts_done, a);
+    wipe(&a->web_token);
+    if (a->sts) return;
+    all_reason(a, "S3 credentials: cannot start the STS request");
+    return finish(a);
+  }
+  start_store(a, a->access.data, a->secret.data, a->token.data);
+}
+
+/* The S3 client with the credentials, then the bucket check or the first
+ * upload. */
+static void start_store(aw_artifacts *a, const char *access, const char *secret, const char *token) {
   const aw_archive_location *l = &a->tmpl->location;
   const char *endpoint = l->endpoint ? l->endpoint : "s3.amazonaws.com";
   aw_s3_config c = {
@@ -587,9 +630,9 @@ static void creds_after(uv_work_t *w, int status) {
       .region = l->region,
       .insecure = l->insecure,
       .path_style = strstr(endpoint, "amazonaws.com") == NULL,
-      .access_key = a->access.data,
-      .secret_key = a->secret.data,
-      .session_token = a->token.data,
+      .access_key = access,
+      .secret_key = secret,
+      .session_token = token,
       .ca_file = a->ca_path,
       .user_agent = "argowait (argo-executor wait)",
       .part_size = a->part_size,
@@ -619,9 +662,15 @@ static void creds_after(uv_work_t *w, int status) {
 
 /* ---- start ---- */
 
+static const char *getenv_for_plan(const char *name) { return getenv(name); }
+
 /* Checks that need no file: unsupported locations and credentials. */
 static void precheck(aw_artifacts *a) {
   const aw_archive_location *l = &a->tmpl->location;
+  if (l->type && strcmp(l->type, "s3") == 0 &&
+      aw_creds_plan_make(l, getenv_for_plan, a->cfg->pod_name, &a->plan, &a->plan_err) != 0 &&
+      !a->plan_err)
+    a->plan_err = strdup("out of memory");
   for (size_t i = 0; i < a->count; i++) {
     item *it = &a->items[i];
     const aw_output_artifact *art = it->art;
@@ -645,13 +694,10 @@ static void precheck(aw_artifacts *a) {
       item_reason(a, it, why);
     } else if (!l->bucket) {
       item_reason(a, it, "archiveLocation.s3.bucket is not set");
-    } else if (!l->access_key.name || !l->secret_key.name) {
-      char why[200];
-      snprintf(why, sizeof(why), "credentials from %s are not supported yet (only "
-               "accessKeySecret and secretKeySecret)",
-               l->role_arn ? "roleARN" : l->use_sdk_creds ? "useSDKCreds (the AWS SDK chain)"
-                                                          : "the pod's identity (IRSA, instance role)");
-      item_reason(a, it, why);
+    } else if (a->plan_err) {
+      char *why = dupf("S3 credentials: %s", a->plan_err);
+      item_reason(a, it, why ? why : a->plan_err);
+      free(why);
     }
   }
   char *err = NULL;
@@ -745,6 +791,16 @@ aw_artifacts *aw_artifacts_start(uv_loop_t *loop, aw_http *http, const aw_config
 void aw_artifacts_reserve(aw_artifacts *a) {
   if (!a || a->done || a->reserve) return;
   a->reserve = true;
+  if (a->sts) { /* no credentials yet: nothing can be saved now */
+    char *progress = aw_sts_progress(a->sts);
+    char *why = dupf("S3 credentials: the grace period's reserve began while getting them from %s",
+                     progress ? progress : "STS");
+    all_reason(a, why ? why : "S3 credentials: the reserve began while getting them from STS");
+    free(why);
+    free(progress);
+    aw_sts_free(a->sts);
+    a->sts = NULL;
+  }
   if (a->s3) aw_s3_budget_changed(a->s3, true);
   if (a->op) aw_s3_cancel(a->op);
   /* Give an abort a moment to land; then report whatever happens. */
@@ -757,6 +813,7 @@ void aw_artifacts_reserve(aw_artifacts *a) {
 }
 
 void aw_artifacts_budget_changed(aw_artifacts *a) {
+  if (a && a->sts && !a->done) aw_sts_budget_changed(a->sts, false);
   if (a && a->s3 && !a->done) aw_s3_budget_changed(a->s3, false);
 }
 
@@ -768,6 +825,8 @@ void aw_artifacts_free(aw_artifacts *a) {
   a->done = true;
   if (a->s3) aw_s3_free(a->s3);
   a->s3 = NULL;
+  aw_sts_free(a->sts);
+  a->sts = NULL;
   a->op = NULL;
   if (a->timer_open && !uv_is_closing((uv_handle_t *)&a->timer))
     uv_close((uv_handle_t *)&a->timer, on_timer_closed);

@@ -4,10 +4,11 @@
  * the thread pool one step at a time, uploads go through aw_s3 one artifact
  * at a time, in template order, logs last.
  *
- * Only S3 with static keys (accessKeySecret/secretKeySecret, optional
- * sessionTokenSecret and caSecret) is supported; anything else is a reason
- * per artifact. Reasons name the artifact, s3://bucket/key and the store's
- * answer; never a credential. */
+ * Only S3 is supported, with static keys (accessKeySecret/secretKeySecret,
+ * optional sessionTokenSecret and caSecret) or temporary credentials from
+ * STS for the pod's web identity, optionally chained to roleARN (aw_sts);
+ * anything else is a reason per artifact. Reasons name the artifact,
+ * s3://bucket/key and the store's (or STS's) answer; never a credential. */
 #ifndef ARGOWAIT_ARTIFACTS_H
 #define ARGOWAIT_ARTIFACTS_H
 
