@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-20}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(template files time api config jsonquote)
+[ ${#targets[@]} -gt 0 ] || targets=(template files time api config jsonquote stsxml)
 build=${FUZZ_BUILD_DIR:-build-fuzz}
 work=${FUZZ_WORK:-$build/fuzz-work}
 jobs=${FUZZ_JOBS:-1}
@@ -26,6 +26,7 @@ max_len() {
     template) echo 16384 ;;  # real templates are a few KiB; the parser is linear
     config) echo 8192 ;;     # a whole environment, ARGO_TEMPLATE included
     files | api | jsonquote) echo 4096 ;;
+    stsxml) echo 8192 ;;     # an STS answer with a long session token
     time) echo 128 ;;        # one value
     *) echo 4096 ;;
   esac

@@ -64,6 +64,7 @@ struct aw_artifacts {
 
   store_slot *slots;
   size_t slot_count;
+  size_t conn_cur; /* the slot being connected (S3 may wait for STS) */
   size_t prep_cur; /* the slot being prepared (S3 createBucketIfNotPresent) */
 
   aw_store_op *op;
@@ -658,18 +659,33 @@ static void creds_work(uv_work_t *w) {
   }
 }
 
-static void creds_after(uv_work_t *w, int status) {
-  aw_artifacts *a = w->data;
-  a->pool_pending = false;
-  if (a->freed) return release(a);
+static void connect_next_store(aw_artifacts *a);
+
+static void connect_done(const aw_store_result *res, void *arg) {
+  aw_artifacts *a = arg;
   if (a->done) return;
-  for (size_t i = 0; i < a->slot_count; i++) {
-    store_slot *slot = &a->slots[i];
+  if (res->status != AW_STORE_OK)
+    slot_reason(a, &a->slots[a->conn_cur],
+                res->message ? res->message : "cannot set up the repository client");
+  a->conn_cur++;
+  connect_next_store(a);
+}
+
+/* Connects each store in use, one at a time (one may first wait for its
+ * credentials: S3 from STS), then prepares them. */
+static void connect_next_store(aw_artifacts *a) {
+  for (; a->conn_cur < a->slot_count; a->conn_cur++) {
+    store_slot *slot = &a->slots[a->conn_cur];
     if (!slot->load || !slot_in_use(a, slot)) continue;
+    if (slot->cred_err) {
+      slot_reason(a, slot, slot->cred_err);
+      continue;
+    }
     char *err = NULL;
-    if (status != 0) slot_reason(a, slot, "reading the credentials was cancelled");
-    else if (slot->cred_err) slot_reason(a, slot, slot->cred_err);
-    else if (aw_store_connect(slot->store, a->loop, a->http, a->budget, &err) != 0)
+    aw_store_connect_status st =
+        aw_store_connect(slot->store, a->loop, a->http, a->budget, connect_done, a, &err);
+    if (st == AW_STORE_CONNECTING) return;
+    if (st == AW_STORE_CONNECT_FAILED)
       slot_reason(a, slot, err ? err : "cannot set up the repository client");
     free(err);
   }
@@ -677,7 +693,22 @@ static void creds_after(uv_work_t *w, int status) {
   prepare_next_store(a);
 }
 
+static void creds_after(uv_work_t *w, int status) {
+  aw_artifacts *a = w->data;
+  a->pool_pending = false;
+  if (a->freed) return release(a);
+  if (a->done) return;
+  for (size_t i = 0; status != 0 && i < a->slot_count; i++)
+    if (a->slots[i].load) slot_reason(a, &a->slots[i], "reading the credentials was cancelled");
+  a->conn_cur = 0;
+  connect_next_store(a);
+}
+
 /* ---- start ---- */
+
+/* Stores take their settings from the wait container's environment (S3:
+ * upload settings, the pod's web identity as the EKS webhook injects it). */
+static const char *process_env(const char *name) { return getenv(name); }
 
 /* Checks that need no file: locations that cannot be used. */
 static void precheck(aw_artifacts *a) {
@@ -781,8 +812,10 @@ aw_artifacts *aw_artifacts_start(uv_loop_t *loop, aw_http *http, const aw_config
   bool oom = !a->saved || !a->items || !a->slots;
   if (!oom) {
     a->slot_count = 1;
-    a->slots[0].store = aw_store_for_archive_location(&tmpl->location, &a->slots[0].why);
-    oom = !a->slots[0].store && !a->slots[0].why;
+    store_slot *slot = &a->slots[0];
+    slot->store = aw_store_for_archive_location(&tmpl->location, process_env, cfg->pod_name,
+                                                &slot->why);
+    oom = !slot->store && !slot->why;
   }
   for (size_t i = 0; !oom && i < tmpl->artifact_count; i++)
     if (tmpl->artifacts[i].path && add_item(a, &tmpl->artifacts[i], NULL) != 0) oom = true;
@@ -817,9 +850,23 @@ static void stores_budget_changed(aw_artifacts *a, bool now_too) {
     if (a->slots[i].store) aw_store_budget_changed(a->slots[i].store, now_too);
 }
 
+/* A store still waiting for its credentials cannot save anything now: its
+ * items say where the wait stood (for S3, STS's last answer). */
+static void stop_connecting(aw_artifacts *a) {
+  static const char cause[] = "the grace period's reserve began";
+  for (size_t i = 0; i < a->slot_count; i++) {
+    store_slot *slot = &a->slots[i];
+    char *why = NULL;
+    if (slot->store && aw_store_connect_stop(slot->store, cause, &why))
+      slot_reason(a, slot, why ? why : "the grace period's reserve began while connecting");
+    free(why);
+  }
+}
+
 void aw_artifacts_reserve(aw_artifacts *a) {
   if (!a || a->done || a->reserve) return;
   a->reserve = true;
+  stop_connecting(a);
   stores_budget_changed(a, true);
   if (a->op) aw_store_cancel(a->op);
   /* Give an abort a moment to land; then report whatever happens. */

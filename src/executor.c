@@ -43,6 +43,7 @@
  * node. Half, so that the other half of the reserve is left for the report
  * (two round trips when a 409 or 404 turns a POST into a PATCH or back). */
 #define HARD_STOP_MARGIN_MIN_MS 150u
+#define RESERVE_LATE_WARN_MS 50u /* reserve timer this late: warn that the node starved us */
 #define HARD_STOP_MARGIN_MAX_MS 400u
 #define PROGRESS_TAIL_BYTES 4096u
 #define MAX_REPORT_SWITCHES 6    /* POST<->PATCH flips on 409/404 */
@@ -562,6 +563,15 @@ static void on_hard_stop(uv_timer_t *t) {
 static void on_reserve(uv_timer_t *t) {
   exec *ex = t->data;
   aw_info("the reserve begins: reporting what there is (state %s)", state_names[ex->state]);
+  /* A timer this late means the node gave this process no CPU: say so, since
+   * the report may then not fit in what is left before the hard stop. */
+  uv_update_time(&ex->loop);
+  uint64_t now = uv_now(&ex->loop);
+  if (now > ex->budget.reserve_at + RESERVE_LATE_WARN_MS)
+    aw_warn("the reserve began %llu ms late (this process was not scheduled: an overloaded node?); "
+            "%lld ms are left before the hard stop",
+            (unsigned long long)(now - ex->budget.reserve_at),
+            (long long)ex->budget.hard_stop - (long long)now);
   ex->reserve_begun = true;
   cancel_op(&ex->progress_op);
   uv_timer_stop(&ex->progress_file_timer);

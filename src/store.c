@@ -16,6 +16,7 @@
 #include "argowait/artifactory.h"
 #include "argowait/s3.h"
 #include "argowait/safefile.h"
+#include "argowait/sts.h"
 
 #define SECRET_CAP (64u * 1024u)
 #define USER_AGENT "argowait (argo-executor wait)"
@@ -33,13 +34,23 @@ struct aw_store_op {
 struct aw_store {
   const store_kind *kind;
   aw_store_op *ops;
-  /* S3: the template's archiveLocation. */
+  /* S3: the template's archiveLocation, and where its credentials come
+   * from: static keys, or STS with the web identity token. */
   const aw_archive_location *loc;
   uint64_t part_size;
   unsigned threads;
-  aw_bytes access, secret, token;
+  aw_creds_plan plan;
+  aw_bytes access, secret, token, web_token;
   char *ca_path;
   aw_s3 *s3;
+  /* A connect waiting for STS: what the client needs once it answers, and
+   * whom to tell. */
+  aw_sts *sts;
+  uv_loop_t *loop;
+  aw_http *http;
+  const aw_budget *budget;
+  aw_store_cb connect_cb;
+  void *connect_arg;
   /* Artifactory: the url upload names go under (or the artifact's own), and
    * the Secrets that hold the credentials (both NULL: none). */
   const char *url;
@@ -56,7 +67,8 @@ struct store_kind {
   char *(*where)(const aw_store *s, const char *key);
   const char *location_member; /* "key" or "url" */
   int (*load_credentials)(aw_store *s, const aw_config *cfg, char **err);
-  int (*connect)(aw_store *s, uv_loop_t *loop, aw_http *http, const aw_budget *budget, char **err);
+  aw_store_connect_status (*connect)(aw_store *s, char **err); /* loop, http, budget, cb set */
+  bool (*connect_stop)(aw_store *s, const char *cause, char **why); /* NULL: never waits */
   bool (*prepare)(aw_store *s, aw_store_op *op);
   void *(*put)(aw_store *s, aw_store_op *op, const char *key, const char *base_dir, const char *rel,
                bool nofollow);
@@ -164,6 +176,9 @@ static int s3_load_credentials(aw_store *s, const aw_config *cfg, char **err) {
       read_secret(cfg, &l->secret_key, "secret key", &s->secret, &why) ||
       read_secret(cfg, &l->session_token, "session token", &s->token, &why))
     goto fail;
+  if (s->plan.kind != AW_CREDS_STATIC &&
+      aw_sts_read_token(s->plan.token_file, &s->web_token, &why) != 0)
+    goto fail;
   if (l->ca.name) {
     if (!safe_component(l->ca.name) || !safe_component(l->ca.key)) {
       why = dupf("the CA secret name or key is not a plain name");
@@ -185,8 +200,10 @@ fail:
   return -1;
 }
 
-static int s3_connect(aw_store *s, uv_loop_t *loop, aw_http *http, const aw_budget *budget,
-                      char **err) {
+/* The S3 client with these credentials; the ones read from Secrets are
+ * wiped either way (aw_s3 keeps its own copy). */
+static int s3_client(aw_store *s, const char *access, const char *secret, const char *token,
+                     char **err) {
   const aw_archive_location *l = s->loc;
   const char *endpoint = l->endpoint ? l->endpoint : "s3.amazonaws.com";
   aw_s3_config c = {
@@ -195,17 +212,17 @@ static int s3_connect(aw_store *s, uv_loop_t *loop, aw_http *http, const aw_budg
       .region = l->region,
       .insecure = l->insecure,
       .path_style = strstr(endpoint, "amazonaws.com") == NULL,
-      .access_key = s->access.data,
-      .secret_key = s->secret.data,
-      .session_token = s->token.data,
+      .access_key = access,
+      .secret_key = secret,
+      .session_token = token,
       .ca_file = s->ca_path,
       .user_agent = USER_AGENT,
       .part_size = s->part_size,
       .threads = s->threads,
-      .budget = budget,
+      .budget = s->budget,
   };
   char *why = NULL;
-  s->s3 = aw_s3_new(loop, http, &c, &why);
+  s->s3 = aw_s3_new(s->loop, s->http, &c, &why);
   wipe(&s->access);
   wipe(&s->secret);
   wipe(&s->token);
@@ -213,6 +230,52 @@ static int s3_connect(aw_store *s, uv_loop_t *loop, aw_http *http, const aw_budg
   *err = dupf("cannot set up the S3 client: %s", why ? why : "out of memory");
   free(why);
   return -1;
+}
+
+/* STS answered: the client with its temporary credentials, or its error. */
+static void s3_sts_done(const aw_sts_result *res, void *arg) {
+  aw_store *s = arg;
+  aw_sts *sts = s->sts;
+  s->sts = NULL;
+  char *err = NULL;
+  if (res->status != AW_STS_OK)
+    err = dupf("S3 credentials: %s", res->message ? res->message : "STS failed");
+  else
+    s3_client(s, res->access_key_id, res->secret_access_key, res->session_token, &err);
+  bool ok = res->status == AW_STS_OK && s->s3;
+  aw_store_result out = {
+      .status = ok ? AW_STORE_OK : AW_STORE_FAILED,
+      .message = ok ? NULL : err ? err : "S3 credentials: out of memory",
+      .attempts = res->attempts,
+  };
+  aw_store_cb cb = s->connect_cb;
+  void *cb_arg = s->connect_arg;
+  aw_sts_free(sts); /* the client holds its own copy of the credentials now */
+  cb(&out, cb_arg); /* may free the store: nothing of it is touched after */
+  free(err);
+}
+
+static aw_store_connect_status s3_connect(aw_store *s, char **err) {
+  if (s->plan.kind == AW_CREDS_STATIC)
+    return s3_client(s, s->access.data, s->secret.data, s->token.data, err) == 0
+               ? AW_STORE_CONNECTED
+               : AW_STORE_CONNECT_FAILED;
+  s->sts = aw_sts_start(s->loop, s->http, s->budget, &s->plan, s->web_token.data, USER_AGENT,
+                        s3_sts_done, s);
+  wipe(&s->web_token); /* aw_sts holds its own copy */
+  if (s->sts) return AW_STORE_CONNECTING;
+  *err = strdup("S3 credentials: cannot start the STS request");
+  return AW_STORE_CONNECT_FAILED;
+}
+
+static bool s3_connect_stop(aw_store *s, const char *cause, char **why) {
+  if (!s->sts) return false;
+  char *progress = aw_sts_progress(s->sts);
+  *why = dupf("S3 credentials: %s while getting them from %s", cause, progress ? progress : "STS");
+  free(progress);
+  aw_sts_free(s->sts);
+  s->sts = NULL;
+  return true;
 }
 
 static void s3_done(const aw_s3_result *r, void *arg) {
@@ -242,14 +305,21 @@ static void *s3_put(aw_store *s, aw_store_op *op, const char *key, const char *b
 
 static void s3_cancel(void *inner) { aw_s3_cancel(inner); }
 
-static void s3_budget_changed(aw_store *s, bool now_too) { aw_s3_budget_changed(s->s3, now_too); }
+static void s3_budget_changed(aw_store *s, bool now_too) {
+  if (s->sts) aw_sts_budget_changed(s->sts, now_too);
+  if (s->s3) aw_s3_budget_changed(s->s3, now_too);
+}
 
 static void s3_close(aw_store *s) {
+  aw_sts_free(s->sts);
+  s->sts = NULL;
   aw_s3_free(s->s3);
   s->s3 = NULL;
   wipe(&s->access);
   wipe(&s->secret);
   wipe(&s->token);
+  wipe(&s->web_token);
+  aw_creds_plan_free(&s->plan);
   free(s->ca_path);
 }
 
@@ -262,6 +332,7 @@ static const store_kind s3_kind = {
     .location_member = "key",
     .load_credentials = s3_load_credentials,
     .connect = s3_connect,
+    .connect_stop = s3_connect_stop,
     .prepare = s3_prepare,
     .put = s3_put,
     .cancel = s3_cancel,
@@ -296,8 +367,7 @@ static int artifactory_load_credentials(aw_store *s, const aw_config *cfg, char 
   return 0;
 }
 
-static int artifactory_connect(aw_store *s, uv_loop_t *loop, aw_http *http,
-                               const aw_budget *budget, char **err) {
+static aw_store_connect_status artifactory_connect(aw_store *s, char **err) {
   /* Argo's driver uses Go's HTTP client, which takes a private CA from
    * SSL_CERT_FILE; so does this one. */
   const char *ca = getenv("SSL_CERT_FILE");
@@ -306,16 +376,16 @@ static int artifactory_connect(aw_store *s, uv_loop_t *loop, aw_http *http,
       .password = s->password.data,
       .ca_file = ca && *ca ? ca : NULL,
       .user_agent = USER_AGENT,
-      .budget = budget,
+      .budget = s->budget,
   };
   char *why = NULL;
-  s->art = aw_artifactory_new(loop, http, &c, &why);
+  s->art = aw_artifactory_new(s->loop, s->http, &c, &why);
   wipe(&s->username);
   wipe(&s->password);
-  if (s->art) return 0;
+  if (s->art) return AW_STORE_CONNECTED;
   *err = dupf("cannot set up the Artifactory client: %s", why ? why : "out of memory");
   free(why);
-  return -1;
+  return AW_STORE_CONNECT_FAILED;
 }
 
 static void artifactory_done(const aw_artifactory_result *r, void *arg) {
@@ -344,7 +414,7 @@ static void *artifactory_put(aw_store *s, aw_store_op *op, const char *key, cons
 static void artifactory_cancel(void *inner) { aw_artifactory_cancel(inner); }
 
 static void artifactory_budget_changed(aw_store *s, bool now_too) {
-  aw_artifactory_budget_changed(s->art, now_too);
+  if (s->art) aw_artifactory_budget_changed(s->art, now_too);
 }
 
 static void artifactory_close(aw_store *s) {
@@ -402,43 +472,48 @@ static aw_store *artifactory_store(const char *where, const char *url, const aw_
   return s;
 }
 
-static aw_store *s3_store(const aw_archive_location *l, char **why) {
+static aw_store *s3_store(const aw_archive_location *l, aw_getenv_fn env, const char *pod_name,
+                          char **why) {
   if (!l->bucket) {
     *why = dupf("archiveLocation.s3.bucket is not set");
     return NULL;
   }
-  if (!l->access_key.name || !l->secret_key.name) {
-    *why = dupf("credentials from %s are not supported yet (only accessKeySecret and "
-                "secretKeySecret)",
-                l->role_arn          ? "roleARN"
-                : l->use_sdk_creds   ? "useSDKCreds (the AWS SDK chain)"
-                                     : "the pod's identity (IRSA, instance role)");
+  aw_creds_plan plan;
+  char *err = NULL;
+  if (aw_creds_plan_make(l, env, pod_name, &plan, &err) != 0) {
+    *why = dupf("S3 credentials: %s", err ? err : "out of memory");
+    free(err);
     return NULL;
   }
   uint64_t part_size;
   unsigned threads;
-  char *err = NULL;
-  if (aw_s3_parse_upload_settings(getenv("ARTIFACT_S3_UPLOAD_PART_SIZE_MIB"),
-                                  getenv("ARTIFACT_S3_UPLOAD_THREADS"), &part_size, &threads,
+  if (aw_s3_parse_upload_settings(env("ARTIFACT_S3_UPLOAD_PART_SIZE_MIB"),
+                                  env("ARTIFACT_S3_UPLOAD_THREADS"), &part_size, &threads,
                                   &err) != 0) {
+    aw_creds_plan_free(&plan);
     *why = err ? err : strdup("bad upload settings");
     return NULL;
   }
   aw_store *s = store_new(&s3_kind);
-  if (!s) return NULL;
+  if (!s) {
+    aw_creds_plan_free(&plan);
+    return NULL;
+  }
   s->loc = l;
+  s->plan = plan;
   s->part_size = part_size;
   s->threads = threads;
   return s;
 }
 
-aw_store *aw_store_for_archive_location(const aw_archive_location *l, char **why) {
+aw_store *aw_store_for_archive_location(const aw_archive_location *l, aw_getenv_fn env,
+                                        const char *pod_name, char **why) {
   *why = NULL;
   aw_store *s = NULL;
   if (!l->type)
     *why = dupf("no artifact repository is configured (template.archiveLocation)");
   else if (strcmp(l->type, "s3") == 0)
-    s = s3_store(l, why);
+    s = s3_store(l, env, pod_name, why);
   else if (strcmp(l->type, "artifactory") == 0)
     s = artifactory_store("archiveLocation.artifactory", l->url, &l->username, &l->password, why);
   else
@@ -485,10 +560,23 @@ int aw_store_load_credentials(aw_store *s, const aw_config *cfg, char **err) {
   return s->kind->load_credentials(s, cfg, err);
 }
 
-int aw_store_connect(aw_store *s, uv_loop_t *loop, aw_http *http, const aw_budget *budget,
-                     char **err) {
+aw_store_connect_status aw_store_connect(aw_store *s, uv_loop_t *loop, aw_http *http,
+                                         const aw_budget *budget, aw_store_cb cb, void *arg,
+                                         char **err) {
   *err = NULL;
-  return s->kind->connect(s, loop, http, budget, err);
+  s->loop = loop;
+  s->http = http;
+  s->budget = budget;
+  s->connect_cb = cb;
+  s->connect_arg = arg;
+  aw_store_connect_status st = s->kind->connect(s, err);
+  if (st == AW_STORE_CONNECT_FAILED && !*err) *err = strdup("out of memory");
+  return st;
+}
+
+bool aw_store_connect_stop(aw_store *s, const char *cause, char **why) {
+  *why = NULL;
+  return s->kind->connect_stop && s->kind->connect_stop(s, cause, why);
 }
 
 static aw_store_op *op_new(aw_store *s, aw_store_cb cb, void *arg) {
@@ -536,9 +624,7 @@ void aw_store_cancel(aw_store_op *op) {
   if (op) op->store->kind->cancel(op->inner);
 }
 
-void aw_store_budget_changed(aw_store *s, bool now_too) {
-  if (s->s3 || s->art) s->kind->budget_changed(s, now_too);
-}
+void aw_store_budget_changed(aw_store *s, bool now_too) { s->kind->budget_changed(s, now_too); }
 
 void aw_store_free(aw_store *s) {
   if (!s) return;

@@ -6,10 +6,12 @@
  * template order, logs last. A folder saved without an archive is uploaded
  * one file at a time (S3 only; at most AW_DIRLIST_MAX_FILES files).
  *
- * Repositories: the template's archiveLocation (S3 with static keys, or
- * Artifactory), and an artifact's own Artifactory location. Anything else is
- * a reason per artifact. Reasons name the artifact, where it goes
- * (s3://bucket/key or the URL) and the store's answer; never a credential. */
+ * Repositories: the template's archiveLocation (S3, with static keys or
+ * temporary credentials from STS for the pod's web identity, optionally
+ * chained to roleARN; or Artifactory), and an artifact's own Artifactory
+ * location. Anything else is a reason per artifact. Reasons name the
+ * artifact, where it goes (s3://bucket/key or the URL) and the store's (or
+ * STS's) answer; never a credential. */
 #ifndef ARGOWAIT_ARTIFACTS_H
 #define ARGOWAIT_ARTIFACTS_H
 

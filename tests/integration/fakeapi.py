@@ -718,9 +718,18 @@ def _hard_close(sock, linger0):
         pass
 
 
+def _port_holder(port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    s.bind(("127.0.0.1", port))
+    return s
+
+
 class _Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    allow_reuse_port = True  # lets _PortHolder keep the port while the server is down
     request_queue_size = 64
 
     def __init__(self, addr, api):
@@ -821,6 +830,9 @@ class FakeApi:
 
     def stop(self):
         self._stop_server()
+        holder, self._holder = getattr(self, "_holder", None), None
+        if holder is not None:
+            holder.close()
 
     def down(self, mode="refuse"):
         """Take the server off the network. ``refuse``: close the listening
@@ -838,6 +850,11 @@ class FakeApi:
                 except OSError:
                     pass
             return
+        # Hold the port while nothing listens on it: connections are still
+        # refused (a bound socket that does not listen answers SYN with RST),
+        # but no other process's connect() can take it as its ephemeral port,
+        # so up() can always bind it again.
+        self._holder = _port_holder(self.port)
         self._stop_server()
 
     def up(self):
@@ -847,6 +864,9 @@ class FakeApi:
             self._release = threading.Event()
             return
         self._start_server(self.port)
+        holder, self._holder = getattr(self, "_holder", None), None
+        if holder is not None:
+            holder.close()
 
     def __enter__(self):
         return self.start()

@@ -3,6 +3,7 @@
 Run: cd tests/integration && python3 -m unittest -v test_fakeapi
 """
 
+import errno
 import http.client
 import json
 import os
@@ -515,6 +516,15 @@ class TestTlsAndNetwork(FakeApiTestCase):
             self.client().create(placeholder("wf-2"))
         with self.assertRaises((ConnectionError, ssl.SSLError, http.client.HTTPException)):
             c.get("wf-abc-123")  # the kept-alive connection was reset
+        # While down the port stays reserved, so no other socket (e.g. some
+        # process's ephemeral port) can take it and make up() fail.
+        other = socket.socket()
+        try:
+            with self.assertRaises(OSError) as ctx:
+                other.bind(("127.0.0.1", port))
+            self.assertEqual(ctx.exception.errno, errno.EADDRINUSE)
+        finally:
+            other.close()
         self.api.up()
         self.assertEqual(self.api.port, port)
         self.assertEqual(self.client().get("wf-abc-123")[0], 200, "state kept across down/up")

@@ -11,6 +11,7 @@ import math
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -438,6 +439,34 @@ class TestSignalsAndFaults(LifecycleCase):
         self.assertEqual(by["early"].get("value"), "staged late", "P2: what was staged is reported")
         self.assertNotIn("value", by.get("never", {}))
         self.assert_writes_valid()
+
+    def test_starved_reserve_is_named_and_p4_holds(self):
+        """A node that gives the process no CPU when its reserve is due (here
+        SIGSTOP across the reserve) makes the reserve timer fire late; the log
+        says by how much, and the exit still comes before the grace period
+        ends (P4)."""
+        grace, reserve = 4, 0.8
+        pod = self.pod(grace=grace)
+        pod.ctr_dir("main")
+        pod.start()
+        self.placeholder(pod)
+        pod.sigterm()
+        wait_until(lambda: any("received SIGTERM" in l for l in pod.logs()), timeout=WAIT)
+        t_reserve = pod.t_sigterm[0] + grace - reserve
+        os.kill(pod.proc.pid, signal.SIGSTOP)
+        try:
+            time.sleep(max(0.0, t_reserve + 0.25 - time.monotonic()))  # the starvation itself
+        finally:
+            os.kill(pod.proc.pid, signal.SIGCONT)
+        rc = pod.wait_exit(grace + 5)
+        self.assertEqual(rc, 64, self.info(pod))
+        late = [l for l in pod.logs() if "the reserve began" in l]
+        self.assertTrue(late, "no lateness warning" + self.info(pod))
+        m = re.search(r"began (\d+) ms late .* (-?\d+) ms are left", late[0])
+        self.assertTrue(m, late[0])
+        self.assertGreaterEqual(int(m.group(1)), 200, late[0])
+        self.assertLess(int(m.group(2)), 400 - 200 + 50, late[0])
+        self.assertLessEqual(pod.since_sigterm(), grace - 0.1, "P4" + self.info(pod))
 
     def test_deadline(self):
         grace = 2

@@ -14,6 +14,24 @@
 #include "argowait/artifactory.h"
 #include "argowait/store.h"
 
+static const char *no_env(const char *name) {
+  (void)name;
+  return NULL;
+}
+
+/* What the EKS pod identity webhook sets. */
+static const char *irsa_env(const char *name) {
+  if (strcmp(name, "AWS_WEB_IDENTITY_TOKEN_FILE") == 0)
+    return "/var/run/secrets/eks.amazonaws.com/serviceaccount/token";
+  if (strcmp(name, "AWS_ROLE_ARN") == 0) return "arn:aws:iam::123456789012:role/wf";
+  if (strcmp(name, "AWS_REGION") == 0) return "eu-west-1";
+  return NULL;
+}
+
+static const char *bad_threads_env(const char *name) {
+  return strcmp(name, "ARTIFACT_S3_UPLOAD_THREADS") == 0 ? "lots" : irsa_env(name);
+}
+
 static void url_ok(const char *url) {
   const char *why = NULL;
   if (aw_artifactory_check_url(url, &why) != 0) fail_msg("%s refused: %s", url, why);
@@ -85,7 +103,7 @@ static void test_s3_store(void **state) {
   aw_archive_location l = {.present = true, .type = "s3", .bucket = "b", .key = "wf/pod/",
                            .access_key = {"cred", "a"}, .secret_key = {"cred", "s"}};
   char *why = NULL;
-  aw_store *s = aw_store_for_archive_location(&l, &why);
+  aw_store *s = aw_store_for_archive_location(&l, no_env, "pod", &why);
   assert_non_null(s);
   assert_null(why);
   assert_string_equal(aw_store_type(s), "s3");
@@ -107,21 +125,55 @@ static void test_s3_store(void **state) {
   aw_store_free(s);
 
   l.key = NULL;
-  s = aw_store_for_archive_location(&l, &why);
+  s = aw_store_for_archive_location(&l, no_env, "pod", &why);
   key = aw_store_key(s, "x.tgz");
   assert_string_equal(key, "x.tgz");
   free(key);
   aw_store_free(s);
 
   l.bucket = NULL;
-  assert_null(aw_store_for_archive_location(&l, &why));
+  assert_null(aw_store_for_archive_location(&l, no_env, "pod", &why));
   assert_non_null(strstr(why, "bucket is not set"));
   free(why);
   l.bucket = "b";
   l.access_key.name = NULL;
+  l.secret_key.name = NULL;
   l.role_arn = "arn:aws:iam::1:role/r";
-  assert_null(aw_store_for_archive_location(&l, &why));
+  assert_null(aw_store_for_archive_location(&l, no_env, "pod", &why));
   assert_non_null(strstr(why, "roleARN"));
+  assert_non_null(strstr(why, "S3 credentials"));
+  free(why);
+  l.access_key.name = "cred";
+  l.secret_key.name = NULL;
+  l.role_arn = NULL;
+  assert_null(aw_store_for_archive_location(&l, no_env, "pod", &why));
+  assert_non_null(strstr(why, "only one of accessKeySecret and secretKeySecret"));
+  free(why);
+}
+
+/* Without keys, the pod's web identity (and roleARN chained on it) makes a
+ * store; nothing is in flight to stop before it connects. */
+static void test_s3_store_web_identity(void **state) {
+  (void)state;
+  aw_archive_location l = {.present = true, .type = "s3", .bucket = "b", .key = "k"};
+  char *why = NULL;
+  aw_store *s = aw_store_for_archive_location(&l, irsa_env, "pod", &why);
+  assert_non_null(s);
+  assert_null(why);
+  assert_false(aw_store_connect_stop(s, "stopped", &why));
+  assert_null(why);
+  aw_store_free(s);
+  l.role_arn = "arn:aws:iam::123456789012:role/target";
+  s = aw_store_for_archive_location(&l, irsa_env, NULL, &why);
+  assert_non_null(s);
+  aw_store_free(s);
+  l.role_arn = "not-an-arn";
+  assert_null(aw_store_for_archive_location(&l, irsa_env, "pod", &why));
+  assert_non_null(strstr(why, "S3 credentials: roleARN"));
+  free(why);
+  l.role_arn = NULL;
+  assert_null(aw_store_for_archive_location(&l, bad_threads_env, "pod", &why));
+  assert_non_null(strstr(why, "ARTIFACT_S3_UPLOAD_THREADS"));
   free(why);
 }
 
@@ -131,7 +183,7 @@ static void test_artifactory_store(void **state) {
                            .url = "https://h/artifactory/generic-local/wf/pod",
                            .username = {"cred", "u"}, .password = {"cred", "p"}};
   char *why = NULL;
-  aw_store *s = aw_store_for_archive_location(&l, &why);
+  aw_store *s = aw_store_for_archive_location(&l, no_env, "pod", &why);
   assert_non_null(s);
   assert_string_equal(aw_store_type(s), "artifactory");
   assert_false(aw_store_holds_folders(s));
@@ -149,17 +201,17 @@ static void test_artifactory_store(void **state) {
   aw_store_free(s);
 
   l.url = "https://me:secret@h/x";
-  assert_null(aw_store_for_archive_location(&l, &why));
+  assert_null(aw_store_for_archive_location(&l, no_env, "pod", &why));
   assert_non_null(strstr(why, "archiveLocation.artifactory.url: the url must not hold a user"));
   assert_null(strstr(why, "secret"));
   free(why);
   l.url = NULL;
-  assert_null(aw_store_for_archive_location(&l, &why));
+  assert_null(aw_store_for_archive_location(&l, no_env, "pod", &why));
   assert_non_null(strstr(why, "archiveLocation.artifactory.url is not set"));
   free(why);
   l.url = "https://h/x";
   l.password.name = NULL;
-  assert_null(aw_store_for_archive_location(&l, &why));
+  assert_null(aw_store_for_archive_location(&l, no_env, "pod", &why));
   assert_non_null(strstr(why, "both usernameSecret and passwordSecret"));
   free(why);
 
@@ -179,14 +231,14 @@ static void test_unsupported_types(void **state) {
   for (size_t i = 0; i < sizeof(kinds) / sizeof(*kinds); i++) {
     aw_archive_location l = {.present = true, .type = kinds[i]};
     char *why = NULL;
-    assert_null(aw_store_for_archive_location(&l, &why));
+    assert_null(aw_store_for_archive_location(&l, no_env, "pod", &why));
     assert_non_null(strstr(why, kinds[i]));
     assert_non_null(strstr(why, "not supported"));
     free(why);
   }
   aw_archive_location none = {.present = true};
   char *why = NULL;
-  assert_null(aw_store_for_archive_location(&none, &why));
+  assert_null(aw_store_for_archive_location(&none, no_env, "pod", &why));
   assert_non_null(strstr(why, "no artifact repository"));
   free(why);
 }
@@ -196,6 +248,7 @@ int main(void) {
       cmocka_unit_test(test_check_url),
       cmocka_unit_test(test_join_url),
       cmocka_unit_test(test_s3_store),
+      cmocka_unit_test(test_s3_store_web_identity),
       cmocka_unit_test(test_artifactory_store),
       cmocka_unit_test(test_unsupported_types),
   };
