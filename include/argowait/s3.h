@@ -112,6 +112,14 @@ void aw_s3_cancel(aw_s3_op *op);
  * when now_too, wake sleeping retries at once. */
 void aw_s3_budget_changed(aw_s3 *s, bool now_too);
 
+/* The ETag S3 and MinIO give a completed multipart upload: the MD5 of the
+ * parts' binary MD5s, then "-<nparts>" (e.g. "9b2cf5...-3"). part_etags are
+ * the parts' ETags as answered (quotes allowed). Returns 0, or -1 when one
+ * is not a plain MD5 (SSE-KMS, SSE-C) and out is "". */
+#define AW_S3_ETAG_MAX 48
+int aw_s3_multipart_etag(const char *const *part_etags, unsigned nparts,
+                         char out[AW_S3_ETAG_MAX]);
+
 typedef struct {
   unsigned attempts;
   unsigned retries;
