@@ -269,7 +269,8 @@ class S3FaultProxy:
         self.server.proxy = self
         self.port = self.server.server_address[1]
         self.endpoint = "127.0.0.1:%d" % self.port
-        self.thread = threading.Thread(target=self.server.serve_forever, name="s3faults", daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), name="s3faults",
+                                       daemon=True)
         self.thread.start()
 
     # -- set-up
@@ -536,3 +537,33 @@ class DeadPort:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
         self.endpoint = "127.0.0.1:%d" % self.port
+
+
+def request_problems(requests, access_key, secret_key, part_size=None, size=None):
+    """What is wrong with what a client sent, as a list of strings (empty:
+    nothing): every request signed with SigV4 in the Authorization header
+    (never a presigned URL) and carrying x-amz-content-sha256; no credential
+    in any URL; with ``part_size`` and ``size``: each UploadPart's
+    Content-Length is its part's length and a part the proxy read whole is
+    that long."""
+    out = []
+    for r in requests:
+        auth = r.headers.get("authorization", "")
+        if not auth.startswith("AWS4-HMAC-SHA256 Credential=%s/" % access_key):
+            out.append("%r: Authorization is not SigV4 for the access key: %.40r" % (r, auth))
+        if "x-amz-content-sha256" not in r.headers:
+            out.append("%r: no x-amz-content-sha256" % r)
+        for secret in (access_key, secret_key):
+            if secret in r.target or urllib.parse.quote(secret, safe="") in r.target:
+                out.append("%r: a credential in the URL" % r)
+        if "X-Amz-Credential" in r.target or "X-Amz-Signature" in r.target:
+            out.append("%r: a presigned URL" % r)
+        if secret_key in str(r.headers):
+            out.append("%r: the secret key in a header" % r)
+        if r.op == "UploadPart" and part_size and size is not None:
+            want = min(part_size, size - (r.part - 1) * part_size)
+            if r.content_length != want:
+                out.append("%r: Content-Length %s, part is %d bytes" % (r, r.content_length, want))
+            if r.body_md5 is not None and r.body_read != want:
+                out.append("%r: %d body bytes, part is %d" % (r, r.body_read, want))
+    return out
