@@ -94,6 +94,9 @@ void aw_s3_free(aw_s3 *s);
  * symlink followed: P8) to key. One PutObject up to the part size, else a
  * multipart upload with `threads` parts in flight, each retried on its own,
  * then CompleteMultipartUpload; AbortMultipartUpload when it cannot finish.
+ * A CompleteMultipartUpload retry answered NoSuchUpload (S3, MinIO: an
+ * earlier attempt completed it and its answer was lost) is settled by
+ * HeadObject: the object with our size and multipart ETag is success.
  * cb runs exactly once, from the loop, never inside this call. */
 aw_s3_op *aw_s3_put_file(aw_s3 *s, const char *key, const char *base_dir,
                          const char *rel, aw_s3_cb cb, void *arg);

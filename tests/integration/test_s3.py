@@ -6,7 +6,13 @@ IAM user, its access key and policy, and a bucket, have been made.
 
 Needs moto_server and boto3 (the pyenv python3 on PATH has both) and the
 s3tool binary (S3TOOL_BIN, default <repo>/build/tests/s3tool); skipped
-otherwise. The 256 MiB upload runs only with S3_SLOW=1 (ctest label slow).
+otherwise. The 64 MiB upload with faults on many parts and the 256 MiB
+upload run only with S3_SLOW=1 (ctest label slow).
+
+S3FaultTests put tests/integration/s3faults.py between s3tool and moto: the
+store fails on demand (5xx, resets, stalls, slow parts, lost answers) and
+every request is recorded, so the tests check what was sent, attempt by
+attempt.
 
 Keys here use unreserved characters and '/': moto computes the signature of
 keys with '+', '=', ',' or non-ASCII differently from AWS (boto3's own
@@ -636,10 +642,51 @@ def proxy_upload_id(proxy, key):
     return ids.pop()
 
 
-@unittest.skipUnless(os.environ.get("S3_SLOW") == "1", "S3_SLOW=1 runs the 256 MiB upload")
+@unittest.skipUnless(os.environ.get("S3_SLOW") == "1", "S3_SLOW=1 runs the 64 and 256 MiB uploads")
 @unittest.skipUnless(MOTO and HAVE_BOTO, "moto_server and boto3 are needed")
 @unittest.skipUnless(os.path.exists(S3TOOL), "s3tool is not built")
 class S3SlowTests(unittest.TestCase):
+    def test_64mib_with_faults_on_many_parts(self):
+        # 13 parts, 4 in flight; five of them fail once each in a different
+        # way: only those are sent again, and the object is the file.
+        moto = Moto()
+        tmp = tempfile.mkdtemp(prefix="aw-s3-slow-")
+        try:
+            path = os.path.join(tmp, "m64.bin")
+            size = 64 * MIB
+            sha = write_random(path, size, seed=12)
+            with S3FaultProxy(moto.port) as proxy:
+                proxy.add("error", op="UploadPart", part=1, attempt=1, code="InternalError")
+                proxy.add("error", op="UploadPart", part=4, attempt=1, code="SlowDown", when="before_body")
+                proxy.add("reset", op="UploadPart", part=6, attempt=1, when="mid_body")
+                proxy.add("reset", op="UploadPart", part=9, attempt=1, when="after_forward")
+                proxy.add("error", op="UploadPart", part=13, attempt=1, code="RequestTimeout")
+                proxy.add("reset", op="CompleteMultipartUpload", attempt=1, when="after_forward")
+                proxy.add("error", op="CompleteMultipartUpload", attempt=2, code="NoSuchUpload")
+                env = dict(os.environ, S3_ENDPOINT=proxy.endpoint, S3_INSECURE="1",
+                           S3_ACCESS_KEY=moto.access_key, S3_SECRET_KEY=moto.secret_key,
+                           ARTIFACT_S3_UPLOAD_PART_SIZE_MIB="5", ARTIFACT_S3_UPLOAD_THREADS="4")
+                p = subprocess.run([S3TOOL, "put", path, "s3://artifacts/m64-faults.bin"], capture_output=True,
+                                   env=env, timeout=600)
+                out = p.stdout.decode() + p.stderr.decode()
+                self.assertEqual(p.returncode, 0, out)
+                want = {n: 1 for n in range(1, 14)}
+                for n in (1, 4, 6, 9, 13):
+                    want[n] = 2
+                self.assertEqual(proxy.parts_sent(), want)
+                self.assertEqual(proxy.attempts("HeadObject"), 1)
+                self.assertEqual(proxy.attempts("AbortMultipartUpload"), 0)
+                self.assertEqual(request_problems(proxy.recorded(), moto.access_key, moto.secret_key,
+                                                  5 * MIB, size), [])
+            h = hashlib.sha256()
+            body = moto.s3.get_object(Bucket="artifacts", Key="m64-faults.bin")["Body"]
+            for chunk in iter(lambda: body.read(MIB), b""):
+                h.update(chunk)
+            self.assertEqual(h.hexdigest(), sha)
+        finally:
+            moto.stop()
+            shutil.rmtree(tmp, ignore_errors=True)
+
     def test_256mib_multipart_memory(self):
         moto = Moto()
         tmp = tempfile.mkdtemp(prefix="aw-s3-slow-")
