@@ -293,11 +293,14 @@ def lifecycle(tmp, api, name, template, creds, prepare, timeout=1800, wrap=(), e
         raise SystemExit("%s exited %d:\n%s" % (name, rc, "\n".join(lines[-30:])))
     rss, cpu = gnu_time(tfile)
     up = log_time(first_line(lines, 'msg="uploading output artifact'))
-    saved = log_time(first_line(lines, 'saved to s3://'))
+    saved_line = first_line(lines, 'saved to s3://')
+    saved = log_time(saved_line)
+    m = re.search(r"saved to s3://\S+ \((\d+) bytes", saved_line)
     parts = [log_time(line) for line in lines if 'msg="UploadPart ' in line and " -> 200 " in line]
     shutil.rmtree(pod.dir, ignore_errors=True)
     return {"exit_s": t_exit - m0, "stage_s": up - t0, "upload_s": saved - up, "rss_mib": rss, "cpu_s": cpu,
-            "parts_s": (max(parts) - up) if parts else None, "load": os.getloadavg()[0]}
+            "parts_s": (max(parts) - up) if parts else None, "bytes": int(m.group(1)) if m else None,
+            "load": os.getloadavg()[0]}
 
 
 def upload_template(endpoint, key):
@@ -477,9 +480,9 @@ def report(res):
         a, g = t["argowait"], t["gnutar"]
         aw = [r["mib_s"] for r in a]
         gt = [r["mib_s"] for r in g]
-        out.append("tar+gzip of %d bytes: argowait %s MiB/s (%s s); CPU of the lifecycle %s s; peak RSS %s MiB" % (
-            res["folder_bytes"], mmm(aw), mmm([r["stage_s"] for r in a], 2), mmm([r["cpu_s"] for r in a], 2),
-            mmm([r["rss_mib"] for r in a], 2)))
+        out.append("tar+gzip of %d bytes: argowait %s MiB/s (%s s); CPU of the lifecycle %s s; peak RSS %s MiB; "
+                   "%s bytes out" % (res["folder_bytes"], mmm(aw), mmm([r["stage_s"] for r in a], 2),
+                                     mmm([r["cpu_s"] for r in a], 2), mmm([r["rss_mib"] for r in a], 2), a[0]["bytes"]))
         out.append("tar+gzip: tar czf  %s MiB/s (%s s); CPU of tar and gzip %s s; %d bytes out" % (
             mmm(gt), mmm([r["secs"] for r in g], 2), mmm([r["cpu_s"] for r in g], 2), g[0]["out_bytes"]))
         out.append("tar+gzip: ratio argowait/tar (medians) %.2f; CPU ratio tar/argowait (medians) %.2f" % (
