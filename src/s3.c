@@ -44,10 +44,12 @@ static const aw_backoff_policy calm_policy = {200, 2.0, 30000, 0.5};
 static const aw_backoff_policy hurried_policy = {50, 2.0, 1000, 0.5};
 
 enum { OUT_OK, OUT_TRANSIENT, OUT_PERMANENT };
-enum { REQ_HEAD_BUCKET, REQ_CREATE_BUCKET, REQ_PUT, REQ_INIT, REQ_PART, REQ_COMPLETE, REQ_ABORT };
+enum { REQ_HEAD_BUCKET, REQ_CREATE_BUCKET, REQ_PUT, REQ_INIT, REQ_PART, REQ_COMPLETE, REQ_ABORT,
+       REQ_HEAD_OBJECT };
 static const char *const req_names[] = {"HeadBucket", "CreateBucket", "PutObject",
                                         "CreateMultipartUpload", "UploadPart",
-                                        "CompleteMultipartUpload", "AbortMultipartUpload"};
+                                        "CompleteMultipartUpload", "AbortMultipartUpload",
+                                        "HeadObject"};
 enum { SLOT_FREE, SLOT_READING, SLOT_READY };
 enum { OP_PUT, OP_BUCKET };
 
@@ -94,6 +96,7 @@ typedef struct s3_req {
   bool sleeping;
   unsigned attempts, transient_failures;
   char *etag;
+  int64_t content_length; /* of the answer, -1: none (HeadObject) */
   char *last_error; /* of the last failed attempt */
   char *s3_message; /* its S3 <Message>, if any */
   long last_status;
@@ -260,6 +263,151 @@ static char *xml_text(const char *body, size_t len, const char *tag, size_t cap)
   char *out = aw_strbuf_take(&b);
   if (out) out[aw_utf8_cut(out, strlen(out), cap)] = '\0';
   return out;
+}
+
+/* ---- the ETag of a completed multipart upload ---- */
+
+/* MD5 (RFC 1321), only for the multipart ETag below: S3 and MinIO name a
+ * completed upload by the MD5 of its parts' binary MD5s and "-<parts>". */
+typedef struct {
+  uint32_t h[4];
+  uint64_t len;
+  unsigned char buf[64];
+  size_t n;
+} md5_ctx;
+
+static const uint32_t md5_k[64] = {
+    0xd76aa478u, 0xe8c7b756u, 0x242070dbu, 0xc1bdceeeu, 0xf57c0fafu, 0x4787c62au, 0xa8304613u, 0xfd469501u,
+    0x698098d8u, 0x8b44f7afu, 0xffff5bb1u, 0x895cd7beu, 0x6b901122u, 0xfd987193u, 0xa679438eu, 0x49b40821u,
+    0xf61e2562u, 0xc040b340u, 0x265e5a51u, 0xe9b6c7aau, 0xd62f105du, 0x02441453u, 0xd8a1e681u, 0xe7d3fbc8u,
+    0x21e1cde6u, 0xc33707d6u, 0xf4d50d87u, 0x455a14edu, 0xa9e3e905u, 0xfcefa3f8u, 0x676f02d9u, 0x8d2a4c8au,
+    0xfffa3942u, 0x8771f681u, 0x6d9d6122u, 0xfde5380cu, 0xa4beea44u, 0x4bdecfa9u, 0xf6bb4b60u, 0xbebfbc70u,
+    0x289b7ec6u, 0xeaa127fau, 0xd4ef3085u, 0x04881d05u, 0xd9d4d039u, 0xe6db99e5u, 0x1fa27cf8u, 0xc4ac5665u,
+    0xf4292244u, 0x432aff97u, 0xab9423a7u, 0xfc93a039u, 0x655b59c3u, 0x8f0ccc92u, 0xffeff47du, 0x85845dd1u,
+    0x6fa87e4fu, 0xfe2ce6e0u, 0xa3014314u, 0x4e0811a1u, 0xf7537e82u, 0xbd3af235u, 0x2ad7d2bbu, 0xeb86d391u,
+};
+static const unsigned char md5_s[16] = {7, 12, 17, 22, 5, 9, 14, 20, 4, 11, 16, 23, 6, 10, 15, 21};
+
+static void md5_block(md5_ctx *c, const unsigned char *p) {
+  uint32_t m[16];
+  for (int i = 0; i < 16; i++)
+    m[i] = (uint32_t)p[i * 4] | (uint32_t)p[i * 4 + 1] << 8 | (uint32_t)p[i * 4 + 2] << 16 |
+           (uint32_t)p[i * 4 + 3] << 24;
+  uint32_t a = c->h[0], b = c->h[1], cc = c->h[2], d = c->h[3];
+  for (int i = 0; i < 64; i++) {
+    uint32_t f;
+    int g;
+    if (i < 16) f = (b & cc) | (~b & d), g = i;
+    else if (i < 32) f = (d & b) | (~d & cc), g = (5 * i + 1) & 15;
+    else if (i < 48) f = b ^ cc ^ d, g = (3 * i + 5) & 15;
+    else f = cc ^ (b | ~d), g = (7 * i) & 15;
+    uint32_t t = a + f + md5_k[i] + m[g];
+    unsigned r = md5_s[(i / 16) * 4 + (i & 3)];
+    a = d;
+    d = cc;
+    cc = b;
+    b = b + (t << r | t >> (32 - r));
+  }
+  c->h[0] += a;
+  c->h[1] += b;
+  c->h[2] += cc;
+  c->h[3] += d;
+}
+
+static void md5_init(md5_ctx *c) {
+  memset(c, 0, sizeof(*c));
+  c->h[0] = 0x67452301u;
+  c->h[1] = 0xefcdab89u;
+  c->h[2] = 0x98badcfeu;
+  c->h[3] = 0x10325476u;
+}
+
+static void md5_update(md5_ctx *c, const void *data, size_t len) {
+  const unsigned char *p = data;
+  c->len += len;
+  while (len) {
+    size_t k = 64 - c->n < len ? 64 - c->n : len;
+    memcpy(c->buf + c->n, p, k);
+    c->n += k;
+    p += k;
+    len -= k;
+    if (c->n == 64) {
+      md5_block(c, c->buf);
+      c->n = 0;
+    }
+  }
+}
+
+static void md5_final(md5_ctx *c, unsigned char out[16]) {
+  uint64_t bits = c->len * 8;
+  unsigned char pad = 0x80, zero = 0;
+  md5_update(c, &pad, 1);
+  while (c->n != 56) md5_update(c, &zero, 1);
+  unsigned char lenb[8];
+  for (int i = 0; i < 8; i++) lenb[i] = (unsigned char)(bits >> (8 * i));
+  md5_update(c, lenb, 8);
+  for (int i = 0; i < 4; i++)
+    for (int j = 0; j < 4; j++) out[i * 4 + j] = (unsigned char)(c->h[i] >> (8 * j));
+}
+
+/* The ETag without quotes or a W/ prefix: points into etag, *len set. */
+static const char *etag_bare(const char *etag, size_t *len) {
+  if (strncmp(etag, "W/", 2) == 0) etag += 2;
+  size_t n = strlen(etag);
+  if (n >= 2 && etag[0] == '"' && etag[n - 1] == '"') etag++, n -= 2;
+  *len = n;
+  return etag;
+}
+
+static int hexval(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+int aw_s3_multipart_etag(const char *const *part_etags, unsigned nparts, char out[AW_S3_ETAG_MAX]) {
+  out[0] = '\0';
+  if (!nparts) return -1;
+  md5_ctx c;
+  md5_init(&c);
+  for (unsigned i = 0; i < nparts; i++) {
+    size_t n;
+    const char *e = part_etags[i] ? etag_bare(part_etags[i], &n) : NULL;
+    if (!e || n != 32) return -1;
+    unsigned char bin[16];
+    for (int j = 0; j < 16; j++) {
+      int hi = hexval(e[2 * j]), lo = hexval(e[2 * j + 1]);
+      if (hi < 0 || lo < 0) return -1;
+      bin[j] = (unsigned char)(hi << 4 | lo);
+    }
+    md5_update(&c, bin, sizeof(bin));
+  }
+  unsigned char d[16];
+  md5_final(&c, d);
+  static const char hex[] = "0123456789abcdef";
+  for (int i = 0; i < 16; i++) {
+    out[2 * i] = hex[d[i] >> 4];
+    out[2 * i + 1] = hex[d[i] & 15];
+  }
+  snprintf(out + 32, AW_S3_ETAG_MAX - 32, "-%u", nparts);
+  return 0;
+}
+
+/* Is the object HeadObject found the one this upload made? The size must
+ * match; the ETag must be the multipart ETag of our parts when those are
+ * plain MD5s, else (SSE-KMS, SSE-C) at least end in "-<parts>". */
+static bool object_is_ours(aw_s3_op *op, int64_t size, const char *etag) {
+  if (size < 0 || (uint64_t)size != op->size || !etag) return false;
+  size_t n;
+  const char *got = etag_bare(etag, &n);
+  char want[AW_S3_ETAG_MAX];
+  if (aw_s3_multipart_etag((const char *const *)op->etags, op->nparts, want) == 0)
+    return n == strlen(want) && strncasecmp(got, want, n) == 0;
+  char suffix[16];
+  snprintf(suffix, sizeof(suffix), "-%u", op->nparts);
+  size_t sl = strlen(suffix);
+  return n > sl && memcmp(got + n - sl, suffix, sl) == 0;
 }
 
 /* ---- files and streams ---- */
@@ -565,6 +713,16 @@ static void on_header_line(const char *line, size_t len, void *arg) {
     while (n && (v[n - 1] == ' ' || v[n - 1] == '\t')) n--;
     free(rq->etag);
     rq->etag = strndup(v, n < 200 ? n : 200);
+  } else if (len > 15 && strncasecmp(line, "content-length:", 15) == 0) {
+    char num[32];
+    size_t n = len - 15 < sizeof(num) - 1 ? len - 15 : sizeof(num) - 1;
+    memcpy(num, line + 15, n);
+    num[n] = '\0';
+    char *end;
+    errno = 0;
+    long long v = strtoll(num, &end, 10);
+    while (*end == ' ' || *end == '\t' || *end == '\r' || *end == '\n') end++;
+    rq->content_length = errno || *end || v < 0 ? -1 : (int64_t)v;
   }
 }
 
@@ -626,7 +784,7 @@ static void configure_easy(CURL *e, void *arg) {
   curl_easy_setopt(e, CURLOPT_USERNAME, s->access_key);
   curl_easy_setopt(e, CURLOPT_PASSWORD, s->secret_key);
   if (s->connect_to) curl_easy_setopt(e, CURLOPT_CONNECT_TO, s->connect_to);
-  if (rq->kind == REQ_HEAD_BUCKET) curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+  if (rq->kind == REQ_HEAD_BUCKET || rq->kind == REQ_HEAD_OBJECT) curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
   if (rq->st) {
     curl_easy_setopt(e, CURLOPT_UPLOAD, 1L);
     curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, (curl_off_t)rq->st->len);
@@ -659,6 +817,7 @@ static void start_attempt(s3_req *rq) {
     case REQ_PART: method = "PUT"; break;
     case REQ_COMPLETE: method = "POST"; ctype = "application/xml"; break;
     case REQ_ABORT: method = "DELETE"; break;
+    case REQ_HEAD_OBJECT: method = "HEAD"; break;
   }
   aw_strbuf tok;
   aw_strbuf_init(&tok);
@@ -681,6 +840,7 @@ static void start_attempt(s3_req *rq) {
   }
   free(rq->etag);
   rq->etag = NULL;
+  rq->content_length = -1;
   aw_http_spec spec = {
       .method = method,
       .url = rq->url,
@@ -822,7 +982,7 @@ static void op_end(aw_s3_op *op, aw_s3_status status) {
 
 /* "s3://b/k: SignatureDoesNotMatch: The request signature ... (PutObject, HTTP 403)"
  * when S3 named a code, else "s3://b/k: UploadPart 3: <what went wrong>". */
-static void fail_from_req(aw_s3_op *op, s3_req *rq, int outcome, const char *code) {
+static void record_failure(aw_s3_op *op, s3_req *rq, int outcome, const char *code) {
   char part[32] = "";
   if (rq->kind == REQ_PART) snprintf(part, sizeof(part), " %u", rq->part);
   char *msg = NULL;
@@ -837,7 +997,20 @@ static void fail_from_req(aw_s3_op *op, s3_req *rq, int outcome, const char *cod
   if (n < 0) msg = NULL;
   set_failure(op, rq->last_status, code, msg ? msg : "failed");
   free(msg);
+}
+
+static void fail_from_req(aw_s3_op *op, s3_req *rq, int outcome, const char *code) {
+  record_failure(op, rq, outcome, code);
   op_end(op, outcome == OUT_TRANSIENT ? AW_S3_TRANSIENT : AW_S3_PERMANENT);
+}
+
+/* Appends "; <what>" to the failure message already recorded. */
+static void append_failure(aw_s3_op *op, const char *what) {
+  char *m = NULL;
+  if (asprintf(&m, "%s; %s", op->message ? op->message : op->name, what) < 0) return;
+  free(op->message);
+  op->message = m;
+  scrub(op->s3, &op->message);
 }
 
 static void pump_parts(aw_s3_op *op);
@@ -988,6 +1161,48 @@ static void op_req_done(s3_req *rq, int outcome, const aw_http_response *res, co
       return;
     }
     fail_from_req(op, rq, outcome, code);
+    return;
+  }
+  if (rq->kind == REQ_HEAD_OBJECT) {
+    /* The failure of the CompleteMultipartUpload retry is recorded. */
+    if (outcome == OUT_OK && object_is_ours(op, rq->content_length, rq->etag)) {
+      aw_info("%s: CompleteMultipartUpload had succeeded, its answer was lost (the object is there, "
+              "%llu bytes, ETag %s)", op->name, (unsigned long long)op->size, rq->etag);
+      req_drop(rq);
+      free(op->upload_id); /* completed: nothing to abort */
+      op->upload_id = NULL;
+      op_end(op, AW_S3_OK);
+      return;
+    }
+    char what[400];
+    if (outcome == OUT_OK)
+      snprintf(what, sizeof(what), "HeadObject found another object (%lld bytes, ETag %.80s)",
+               (long long)rq->content_length, rq->etag ? rq->etag : "none");
+    else
+      snprintf(what, sizeof(what), "HeadObject: %s%.300s",
+               outcome == OUT_TRANSIENT ? "gave up: " : "the object is not there either: ",
+               rq->last_error ? rq->last_error : "no answer");
+    aw_warn("%s: %s", op->name, what);
+    append_failure(op, what);
+    req_drop(rq);
+    op_end(op, outcome == OUT_TRANSIENT ? AW_S3_TRANSIENT : AW_S3_PERMANENT);
+    return;
+  }
+  if (rq->kind == REQ_COMPLETE && outcome == OUT_PERMANENT && rq->attempts > 1 && code &&
+      strcmp(code, "NoSuchUpload") == 0) {
+    /* An earlier attempt got no answer (or a 5xx) and may have completed
+     * the upload: S3 and MinIO then answer the retry NoSuchUpload. Whether
+     * the object is there, with our size and ETag, decides. */
+    record_failure(op, rq, outcome, code);
+    aw_warn("%s: CompleteMultipartUpload retry answered NoSuchUpload; checking whether an earlier "
+            "attempt completed it", op->name);
+    req_drop(rq);
+    s3_req *h = req_new(op, REQ_HEAD_OBJECT, make_url(s, op->key, NULL), NULL, 0);
+    if (!h) {
+      op_end(op, AW_S3_PERMANENT);
+      return;
+    }
+    start_attempt(h);
     return;
   }
   if (outcome != OUT_OK) {

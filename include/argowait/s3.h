@@ -94,6 +94,9 @@ void aw_s3_free(aw_s3 *s);
  * symlink followed: P8) to key. One PutObject up to the part size, else a
  * multipart upload with `threads` parts in flight, each retried on its own,
  * then CompleteMultipartUpload; AbortMultipartUpload when it cannot finish.
+ * A CompleteMultipartUpload retry answered NoSuchUpload (S3, MinIO: an
+ * earlier attempt completed it and its answer was lost) is settled by
+ * HeadObject: the object with our size and multipart ETag is success.
  * cb runs exactly once, from the loop, never inside this call. */
 aw_s3_op *aw_s3_put_file(aw_s3 *s, const char *key, const char *base_dir,
                          const char *rel, aw_s3_cb cb, void *arg);
@@ -117,6 +120,14 @@ void aw_s3_cancel(aw_s3_op *op);
 /* The budget changed (SIGTERM, the reserve): clip attempts in flight and,
  * when now_too, wake sleeping retries at once. */
 void aw_s3_budget_changed(aw_s3 *s, bool now_too);
+
+/* The ETag S3 and MinIO give a completed multipart upload: the MD5 of the
+ * parts' binary MD5s, then "-<nparts>" (e.g. "9b2cf5...-3"). part_etags are
+ * the parts' ETags as answered (quotes allowed). Returns 0, or -1 when one
+ * is not a plain MD5 (SSE-KMS, SSE-C) and out is "". */
+#define AW_S3_ETAG_MAX 48
+int aw_s3_multipart_etag(const char *const *part_etags, unsigned nparts,
+                         char out[AW_S3_ETAG_MAX]);
 
 typedef struct {
   unsigned attempts;

@@ -4,17 +4,18 @@ moto_server (started once per class, with an IAM user, its key and a bucket,
 as in test_s3) is the store; the fake API server takes the reports. Skipped
 without moto_server and boto3.
 """
+import hashlib
 import io
 import os
 import tarfile
-import time
 import unittest
 import uuid
 import zipfile
 
 import test_lifecycle as tl
 from harness import script_template, wait_until
-from test_s3 import HAVE_BOTO, MOTO, FaultProxy, Moto
+from s3faults import DeadPort, S3FaultProxy, request_problems
+from test_s3 import HAVE_BOTO, MOTO, Moto
 
 MIB = 1024 * 1024
 BUCKET = "artifacts"
@@ -288,41 +289,151 @@ class ArtifactTests(tl.LifecycleCase):
                            before_finish=lambda p: p.stage_artifact("/tmp/out", tgz_of({"out": b"1"})))
         self.assert_failure_marker(pod, 'output artifact "out"', "gcs", "not supported")
 
-    def test_sigterm_during_multipart_upload(self):
-        # Each UploadPart is held 1 s by a proxy: 13 parts take far longer
-        # than the grace period, so the reserve arrives mid-upload.
-        def slow(method, path, n):
-            if method == "PUT" and "partNumber=" in path:
-                time.sleep(1.0)
-            return False
-        proxy = FaultProxy(self.moto.port, slow)
-        self.addCleanup(proxy.stop)
+    # -- against tests/integration/s3faults.py: the store fails on demand
+    PART = 5 * MIB
+    BIG = 2 * 5 * MIB + 4096  # three parts: 5 MiB, 5 MiB, 4 KiB
+
+    def faulty_pod(self, proxy_or_port, size=None, grace=10, reserve_ms=None, threads=2, sparse=False):
+        """A pod whose artifact "big" (archive none, a mounted file of
+        ``size`` bytes, random unless ``sparse``) goes to the store at
+        ``proxy_or_port``, in 5 MiB parts; main has finished."""
+        port = getattr(proxy_or_port, "port", proxy_or_port)
         art = {"name": "big", "path": "/work/big.bin", "archive": {"none": {}}}
-        tmpl = self.template([art], mounts=[{"name": "w", "mountPath": "/work"}], port=proxy.port)
-        # A 1 s reserve leaves room for a loaded CI machine (ASan, 2 cores).
-        pod = self.pod(template=tmpl, grace=3, reserve_ms=1000,
-                       env={"ARTIFACT_S3_UPLOAD_PART_SIZE_MIB": "5", "ARTIFACT_S3_UPLOAD_THREADS": "1"})
+        tmpl = self.template([art], mounts=[{"name": "w", "mountPath": "/work"}], port=port)
+        pod = self.pod(template=tmpl, grace=grace, reserve_ms=reserve_ms,
+                       env={"ARTIFACT_S3_UPLOAD_PART_SIZE_MIB": "5", "ARTIFACT_S3_UPLOAD_THREADS": str(threads)})
         pod.secret_file("my-cred", "accesskey", self.moto.access_key)
         pod.secret_file("my-cred", "secretkey", self.moto.secret_key)
         p = pod.path("mainctrfs/work/big.bin")
         os.makedirs(os.path.dirname(p), exist_ok=True)
+        size = size or self.BIG
         with open(p, "wb") as f:
-            f.truncate(64 * MIB)
+            if sparse:
+                f.truncate(size)
+            else:
+                f.write(os.urandom(size))
+        with open(p, "rb") as f:
+            pod.big_sha = hashlib.sha256(f.read()).hexdigest() if not sparse else None
+        pod.big_key = self.prefix + "/big.bin"
         pod.start()
         pod.finish()
-        wait_until(lambda: any(m == "PUT" and "partNumber=" in u for m, u in proxy.requests),
-                   timeout=20, what="the first part")
-        pod.sigterm()
-        self.assert_exit(pod, 64, timeout=10)
-        self.assertLess(pod.since_sigterm(), 3.0 - 0.1)
-        obj = self.assert_failure_marker(pod, 'output artifact "big"', self.prefix + "/big.bin",
-                                         "reserve")
-        self.assertNotIn("artifacts", obj.get("outputs") or {})
-        self.assertTrue(any(m == "DELETE" and "uploadId=" in u for m, u in proxy.requests),
-                        proxy.requests)
+        return pod
+
+    def proxy(self):
+        proxy = S3FaultProxy(self.moto.port)
+        self.addCleanup(proxy.stop)
+        return proxy
+
+    def assert_saved(self, pod, proxy):
+        self.assert_exit(pod, 0, timeout=60)
+        key = pod.big_key
+        self.assertEqual(hashlib.sha256(self.get(key)).hexdigest(), pod.big_sha)
+        self.assertEqual([a["name"] for a in self.reported(pod)], ["big"])
+        self.assert_termination_log_empty(pod)
+        self.assertEqual(request_problems(proxy.recorded(key=key), self.moto.access_key,
+                                          self.moto.secret_key, self.PART, self.BIG), [])
+        self.assertEqual(proxy.attempts("AbortMultipartUpload", key=key), 0)
+        self.assert_writes_valid()
+        self.assert_no_leak(pod, self.moto.secret_key)
+
+    def assert_aborted(self, pod, proxy):
+        key = pod.big_key
+        abort = proxy.wait_for(lambda r: r.op == "AbortMultipartUpload" and r.key == key, done=True)
+        ids = {r.upload_id for r in proxy.recorded("UploadPart", key=key)}
+        self.assertEqual(ids, {abort.upload_id})
+        self.assertEqual(abort.status, 204)
+        self.assertEqual(proxy.attempts("CompleteMultipartUpload", key=key), 0)
         # (no Prefix: moto signs a '/' in the query differently from boto3)
         ups = self.moto.s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", [])
         self.assertEqual([u for u in ups if u["Key"].startswith(self.prefix)], [])
+        with self.assertRaises(Exception):
+            self.moto.s3.head_object(Bucket=BUCKET, Key=key)
+
+    def test_5xx_on_part_n_is_retried_alone(self):
+        proxy = self.proxy()
+        proxy.add("error", op="UploadPart", part=2, attempt=1, code="InternalError")
+        pod = self.faulty_pod(proxy)
+        self.assert_saved(pod, proxy)
+        self.assertEqual(proxy.parts_sent(pod.big_key), {1: 1, 2: 2, 3: 1})
+        self.assertIn("UploadPart 2 of s3://%s/%s failed (attempt 1): HTTP 500: InternalError"
+                      % (BUCKET, pod.big_key), pod.log_text())
+
+    def test_reset_mid_part_is_retried_alone(self):
+        proxy = self.proxy()
+        proxy.add("reset", op="UploadPart", part=1, attempt=1, when="mid_body")
+        pod = self.faulty_pod(proxy)
+        self.assert_saved(pod, proxy)
+        self.assertEqual(proxy.parts_sent(pod.big_key), {1: 2, 2: 1, 3: 1})
+        self.assertEqual(proxy.recorded("UploadPart", part=1)[0].body_read, self.PART // 2)
+
+    def test_lost_complete_answer_then_nosuchupload_is_saved(self):
+        # The store completed the upload but the answer was lost; MinIO and
+        # S3 answer the retry NoSuchUpload. The object is there: saved.
+        proxy = self.proxy()
+        proxy.add("reset", op="CompleteMultipartUpload", attempt=1, when="after_forward")
+        proxy.add("error", op="CompleteMultipartUpload", attempt=2, code="NoSuchUpload")
+        pod = self.faulty_pod(proxy)
+        self.assert_saved(pod, proxy)
+        self.assertEqual(proxy.recorded("HeadObject", key=pod.big_key)[0].status, 200)
+
+    def test_permanent_403_on_part_n_aborts(self):
+        proxy = self.proxy()
+        proxy.add("error", op="UploadPart", part=2, code="AccessDenied", when="before_body")
+        pod = self.faulty_pod(proxy)
+        self.assert_exit(pod, 64, timeout=60)
+        self.assert_failure_marker(pod, 'output artifact "big"', "s3://%s/%s" % (BUCKET, pod.big_key),
+                                   "AccessDenied", "UploadPart 2")
+        self.assertEqual(self.reported(pod), [])
+        self.assertEqual(proxy.attempts("UploadPart", part=2), 1)
+        self.assert_aborted(pod, proxy)
+        self.assert_writes_valid()
+
+    def test_slow_part_when_the_reserve_begins_is_aborted(self):
+        # The store reads part 2 at 128 KiB/s (40 s for 5 MiB); SIGTERM; at
+        # the reserve the upload is cancelled and aborted, and the failure
+        # marker says so.
+        proxy = self.proxy()
+        proxy.add("slow_body", op="UploadPart", part=2, rate=128 * 1024)
+        # A 1 s reserve leaves room for a loaded CI machine (ASan, 2 cores).
+        pod = self.faulty_pod(proxy, grace=3, reserve_ms=1000)
+        proxy.wait_for(lambda r: r.op == "UploadPart" and r.part == 2, timeout=30)
+        pod.sigterm()
+        self.assert_exit(pod, 64, timeout=10)
+        self.assertLess(pod.since_sigterm(), 3.0 - 0.1)
+        obj = self.assert_failure_marker(pod, 'output artifact "big"', pod.big_key, "reserve")
+        self.assertNotIn("artifacts", obj.get("outputs") or {})
+        self.assert_aborted(pod, proxy)
+        slow = proxy.recorded("UploadPart", part=2)[0]
+        self.assertLess(slow.body_read, self.PART, "part 2 never finished")
+        self.assert_writes_valid()
+        self.assert_no_leak(pod, self.moto.secret_key)
+
+    def test_sigterm_during_multipart_upload(self):
+        # Each UploadPart is held 1 s: 13 parts take far longer than the
+        # grace period, so the reserve arrives mid-upload.
+        proxy = self.proxy()
+        proxy.add("delay", op="UploadPart", seconds=1.0)
+        pod = self.faulty_pod(proxy, size=64 * MIB, grace=3, reserve_ms=1000, threads=1, sparse=True)
+        proxy.wait_for(lambda r: r.op == "UploadPart", timeout=20)
+        pod.sigterm()
+        self.assert_exit(pod, 64, timeout=10)
+        self.assertLess(pod.since_sigterm(), 3.0 - 0.1)
+        obj = self.assert_failure_marker(pod, 'output artifact "big"', pod.big_key, "reserve")
+        self.assertNotIn("artifacts", obj.get("outputs") or {})
+        self.assert_aborted(pod, proxy)
+        self.assert_writes_valid()
+        self.assert_no_leak(pod, self.moto.secret_key)
+
+    def test_store_down_is_an_honest_failure(self):
+        # Connection refused: retried (transient, P1) until the reserve, then
+        # the failure marker names the artifact; exit 64 inside the grace.
+        pod = self.faulty_pod(DeadPort().port, grace=3, reserve_ms=1000)
+        wait_until(lambda: "retrying" in pod.log_text(), timeout=20, what="a retry in the log")
+        pod.sigterm()
+        self.assert_exit(pod, 64, timeout=10)
+        self.assertLess(pod.since_sigterm(), 3.0 - 0.1)
+        self.assert_failure_marker(pod, 'output artifact "big"', pod.big_key, "reserve")
+        self.assertEqual(self.reported(pod), [])
         self.assert_writes_valid()
         self.assert_no_leak(pod, self.moto.secret_key)
 
