@@ -20,6 +20,7 @@
 #include "argowait/filestream.h"
 #include "argowait/log.h"
 #include "argowait/safefile.h"
+#include "argowait/secret.h"
 #include "argowait/strbuf.h"
 
 #define TRANSFER_TIMEOUT_MS 900000u /* one PUT, whatever the size */
@@ -155,31 +156,12 @@ static double next_random(aw_artifactory *a) {
   return (double)((a->rng * 2685821657736338717ULL) >> 11) / 9007199254740992.0;
 }
 
-static void wipe_free(char *p) {
-  if (!p) return;
-  explicit_bzero(p, strlen(p));
-  free(p);
-}
-
 /* Replaces the username and password wherever they appear in *msg, the
  * words of a server (its answer, curl's error): a server may echo what it
  * was sent, and a message must never carry a credential. */
 static void scrub(const aw_artifactory *a, char **msg) {
   const char *secrets[] = {a ? a->password : NULL, a ? a->username : NULL};
-  for (size_t i = 0; i < sizeof(secrets) / sizeof(*secrets); i++) {
-    const char *sec = secrets[i];
-    if (!*msg || !sec || strlen(sec) < 3) continue;
-    char *hit;
-    while ((hit = strstr(*msg, sec))) {
-      aw_strbuf b;
-      aw_strbuf_init(&b);
-      aw_strbuf_append(&b, *msg, (size_t)(hit - *msg));
-      aw_strbuf_appends(&b, "***");
-      aw_strbuf_appends(&b, hit + strlen(sec));
-      wipe_free(*msg);
-      *msg = aw_strbuf_take(&b);
-    }
-  }
+  aw_secret_scrub(msg, secrets, sizeof(secrets) / sizeof(*secrets));
 }
 
 /* Artifactory answers {"errors":[{"status":401,"message":"Bad credentials"}]};
@@ -556,8 +538,8 @@ aw_artifactory *aw_artifactory_new(uv_loop_t *loop, aw_http *http,
 void aw_artifactory_free(aw_artifactory *a) {
   if (!a) return;
   while (a->ops) op_release(a->ops);
-  wipe_free(a->username);
-  wipe_free(a->password);
+  aw_secret_free(a->username);
+  aw_secret_free(a->password);
   free(a->ca_file);
   free(a->user_agent);
   free(a);

@@ -25,6 +25,7 @@
 
 #include "argowait/log.h"
 #include "argowait/safefile.h"
+#include "argowait/secret.h"
 #include "argowait/strbuf.h"
 
 #define SLOT_SIZE (256u * 1024u)
@@ -168,30 +169,11 @@ static double next_random(aw_s3 *s) {
   return (double)((s->rng * 2685821657736338717ULL) >> 11) / 9007199254740992.0;
 }
 
-static void wipe_free(char *p) {
-  if (!p) return;
-  memset(p, 0, strlen(p));
-  free(p);
-}
-
 /* Replaces every occurrence of a credential in msg by "***" (S3 does not
  * echo secrets, but a message must never carry one, whoever wrote it). */
 static void scrub(const aw_s3 *s, char **msg) {
   const char *secrets[] = {s->secret_key, s->session_token, s->access_key};
-  for (size_t i = 0; i < sizeof(secrets) / sizeof(*secrets); i++) {
-    const char *sec = secrets[i];
-    if (!*msg || !sec || strlen(sec) < 4) continue;
-    char *hit;
-    while ((hit = strstr(*msg, sec))) {
-      aw_strbuf b;
-      aw_strbuf_init(&b);
-      aw_strbuf_append(&b, *msg, (size_t)(hit - *msg));
-      aw_strbuf_appends(&b, "***");
-      aw_strbuf_appends(&b, hit + strlen(sec));
-      wipe_free(*msg);
-      *msg = aw_strbuf_take(&b);
-    }
-  }
+  aw_secret_scrub(msg, secrets, sizeof(secrets) / sizeof(*secrets));
 }
 
 static void uri_encode(aw_strbuf *b, const char *s, bool keep_slash) {
@@ -1528,9 +1510,9 @@ void aw_s3_free(aw_s3 *s) {
   free(s->region);
   free(s->ca_file);
   free(s->user_agent);
-  wipe_free(s->access_key);
-  wipe_free(s->secret_key);
-  wipe_free(s->session_token);
+  aw_secret_free(s->access_key);
+  aw_secret_free(s->secret_key);
+  aw_secret_free(s->session_token);
   free(s->sigv4);
   curl_slist_free_all(s->connect_to);
   free(s);

@@ -14,6 +14,7 @@
 
 #include "argowait/jsonstr.h"
 #include "argowait/log.h"
+#include "argowait/secret.h"
 #include "argowait/strbuf.h"
 
 /* ==== the XML reader ==================================================== */
@@ -488,8 +489,7 @@ void aw_sts_parse_answer(const char *body, size_t len, const char *action, aw_st
 }
 
 static void wipe_str(char **s) {
-  if (*s) explicit_bzero(*s, strlen(*s));
-  free(*s);
+  aw_secret_free(*s);
   *s = NULL;
 }
 
@@ -899,20 +899,7 @@ static double next_random(aw_sts *s) {
  * echo them, but a message must never carry one, whoever wrote it. */
 static void scrub(const aw_sts *s, char **msg) {
   const char *secrets[] = {s->token, s->secret, s->session_token, s->akid};
-  for (size_t i = 0; i < sizeof(secrets) / sizeof(*secrets); i++) {
-    const char *sec = secrets[i];
-    if (!*msg || !sec || strlen(sec) < 4) continue;
-    char *hit;
-    while (*msg && (hit = strstr(*msg, sec))) {
-      aw_strbuf b;
-      aw_strbuf_init(&b);
-      aw_strbuf_append(&b, *msg, (size_t)(hit - *msg));
-      aw_strbuf_appends(&b, "***");
-      aw_strbuf_appends(&b, hit + strlen(sec));
-      wipe_str(msg);
-      *msg = aw_strbuf_take(&b);
-    }
-  }
+  aw_secret_scrub(msg, secrets, sizeof(secrets) / sizeof(*secrets));
 }
 
 static const char *step_role(const aw_sts *s) {
