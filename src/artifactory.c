@@ -64,7 +64,7 @@ struct aw_artifactory {
   const aw_budget *budget;
   aw_artifactory_op *ops;
   aw_artifactory_stats stats;
-  uint64_t rng;
+  aw_jitter jitter;
 };
 
 /* ---- pure helpers ---- */
@@ -148,13 +148,6 @@ char *aw_artifactory_join_url(const char *base, const char *name) {
 }
 
 /* ---- small helpers ---- */
-
-static double next_random(aw_artifactory *a) {
-  a->rng ^= a->rng >> 12;
-  a->rng ^= a->rng << 25;
-  a->rng ^= a->rng >> 27;
-  return (double)((a->rng * 2685821657736338717ULL) >> 11) / 9007199254740992.0;
-}
 
 /* Replaces the username and password wherever they appear in *msg, the
  * words of a server (its answer, curl's error): a server may echo what it
@@ -279,7 +272,7 @@ static void on_sleep_done(uv_timer_t *t) {
 static void schedule_retry(aw_artifactory_op *op, const char *retry_after) {
   aw_artifactory *a = op->client;
   const aw_backoff_policy *policy = a->budget->active ? &hurried_policy : &calm_policy;
-  uint64_t delay = aw_backoff_delay(policy, op->transient_failures - 1, next_random(a));
+  uint64_t delay = aw_backoff_delay(policy, op->transient_failures - 1, aw_jitter_next(&a->jitter));
   uint64_t asked = 0;
   if (retry_after && aw_parse_retry_after(retry_after, aw_unix_now_ms(), &asked) == 0)
     delay = asked < RETRY_AFTER_CAP_MS ? asked : RETRY_AFTER_CAP_MS;
@@ -525,8 +518,7 @@ aw_artifactory *aw_artifactory_new(uv_loop_t *loop, aw_http *http,
   a->password = cfg->username ? strdup(cfg->password ? cfg->password : "") : NULL;
   a->ca_file = cfg->ca_file && *cfg->ca_file ? strdup(cfg->ca_file) : NULL;
   a->user_agent = strdup(cfg->user_agent ? cfg->user_agent : "argowait");
-  a->rng = uv_hrtime() ^ ((uint64_t)getpid() << 32) ^ 0x2545F4914F6CDD1DULL;
-  if (!a->rng) a->rng = 1;
+  aw_jitter_seed(&a->jitter, uv_hrtime() ^ ((uint64_t)getpid() << 32) ^ 0x2545F4914F6CDD1DULL);
   if ((cfg->username && (!a->username || !a->password)) || !a->user_agent ||
       (cfg->ca_file && *cfg->ca_file && !a->ca_file)) {
     aw_artifactory_free(a);

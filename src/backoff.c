@@ -344,3 +344,14 @@ int64_t aw_unix_now_ms(void) {
   gettimeofday(&tv, NULL);
   return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
 }
+
+void aw_jitter_seed(aw_jitter *j, uint64_t seed) {
+  j->state = seed ? seed : 0x9E3779B97F4A7C15ULL;
+}
+
+double aw_jitter_next(aw_jitter *j) {
+  j->state ^= j->state >> 12;
+  j->state ^= j->state << 25;
+  j->state ^= j->state >> 27;
+  return (double)((j->state * 2685821657736338717ULL) >> 11) / 9007199254740992.0;
+}

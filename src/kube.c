@@ -76,19 +76,10 @@ struct aw_kube {
   const aw_budget *budget;
   aw_kube_op *ops;
   aw_kube_stats stats;
-  uint64_t rng;
+  aw_jitter jitter;
 };
 
 static void start_attempt(aw_kube_op *op);
-
-/* xorshift64*: jitter only needs to differ between the pods that retry
- * together, so the seed mixes the clock and the pid. */
-static double next_random(aw_kube *k) {
-  k->rng ^= k->rng >> 12;
-  k->rng ^= k->rng << 25;
-  k->rng ^= k->rng >> 27;
-  return (double)((k->rng * 2685821657736338717ULL) >> 11) / 9007199254740992.0;
-}
 
 static void trim_token(char *t) {
   size_t n = strlen(t);
@@ -132,8 +123,7 @@ aw_kube *aw_kube_new(uv_loop_t *loop, aw_http *http, const aw_kube_config *cfg, 
   k->namespace_ = strdup(cfg->namespace_);
   k->user_agent = strdup(cfg->user_agent);
   k->budget = cfg->budget;
-  k->rng = uv_hrtime() ^ ((uint64_t)getpid() << 32) ^ 0x9E3779B97F4A7C15ULL;
-  if (!k->rng) k->rng = 1;
+  aw_jitter_seed(&k->jitter, uv_hrtime() ^ ((uint64_t)getpid() << 32) ^ 0x9E3779B97F4A7C15ULL);
   k->token_read_at = uv_now(loop);
   if (!k->token_file) return k;
   aw_bytes tok = {0};
@@ -267,14 +257,14 @@ static void on_sleep_done(uv_timer_t *timer) {
 static void schedule_retry(aw_kube_op *op, const char *retry_after) {
   aw_kube *k = op->kube;
   const aw_backoff_policy *policy = k->budget->active ? &hurried_policy : &calm_policy;
-  uint64_t delay = aw_backoff_delay(policy, op->transient_failures - 1, next_random(k));
+  uint64_t delay = aw_backoff_delay(policy, op->transient_failures - 1, aw_jitter_next(&k->jitter));
   uint64_t asked = 0;
   if (retry_after && aw_parse_retry_after(retry_after, aw_unix_now_ms(), &asked) == 0) {
     /* Retry-After is a floor, not an appointment: pods throttled together
      * would all come back together. Spread them over half as much again,
      * and let repeated throttling grow like any other backoff. */
     uint64_t floor = asked < RETRY_AFTER_CAP_MS ? asked : RETRY_AFTER_CAP_MS;
-    uint64_t spread = (uint64_t)(next_random(k) * (double)(floor / 2 + 1));
+    uint64_t spread = (uint64_t)(aw_jitter_next(&k->jitter) * (double)(floor / 2 + 1));
     delay = (delay > floor ? delay : floor) + spread;
   }
   if (k->budget->active) {

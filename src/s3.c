@@ -152,7 +152,7 @@ struct aw_s3 {
   const aw_budget *budget;
   aw_s3_op *ops;
   aw_s3_stats stats;
-  uint64_t rng;
+  aw_jitter jitter;
 };
 
 static void start_attempt(s3_req *rq);
@@ -161,13 +161,6 @@ static void op_end(aw_s3_op *op, aw_s3_status status);
 static void op_unref(aw_s3_op *op);
 
 /* ---- small helpers ---- */
-
-static double next_random(aw_s3 *s) {
-  s->rng ^= s->rng >> 12;
-  s->rng ^= s->rng << 25;
-  s->rng ^= s->rng >> 27;
-  return (double)((s->rng * 2685821657736338717ULL) >> 11) / 9007199254740992.0;
-}
 
 /* Replaces every occurrence of a credential in msg by "***" (S3 does not
  * echo secrets, but a message must never carry one, whoever wrote it). */
@@ -645,7 +638,7 @@ static void schedule_retry(s3_req *rq, const char *retry_after) {
     return;
   }
   const aw_backoff_policy *policy = s->budget->active ? &hurried_policy : &calm_policy;
-  uint64_t delay = aw_backoff_delay(policy, rq->transient_failures - 1, next_random(s));
+  uint64_t delay = aw_backoff_delay(policy, rq->transient_failures - 1, aw_jitter_next(&s->jitter));
   uint64_t asked = 0;
   if (retry_after && aw_parse_retry_after(retry_after, aw_unix_now_ms(), &asked) == 0)
     delay = asked < RETRY_AFTER_CAP_MS ? asked : RETRY_AFTER_CAP_MS;
@@ -1478,8 +1471,7 @@ aw_s3 *aw_s3_new(uv_loop_t *loop, aw_http *http, const aw_s3_config *cfg, char *
   s->threads = cfg->threads ? cfg->threads : AW_S3_DEFAULT_THREADS;
   if (s->threads > AW_S3_MAX_THREADS) s->threads = AW_S3_MAX_THREADS;
   s->budget = cfg->budget;
-  s->rng = uv_hrtime() ^ ((uint64_t)getpid() << 32) ^ 0x9E3779B97F4A7C15ULL;
-  if (!s->rng) s->rng = 1;
+  aw_jitter_seed(&s->jitter, uv_hrtime() ^ ((uint64_t)getpid() << 32) ^ 0x9E3779B97F4A7C15ULL);
   if (!s->endpoint || !s->bucket || !s->region || !s->user_agent || !s->access_key ||
       !s->secret_key || !s->sigv4 || (cfg->ca_file && *cfg->ca_file && !s->ca_file) ||
       (cfg->session_token && *cfg->session_token && !s->session_token)) {

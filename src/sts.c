@@ -883,17 +883,10 @@ struct aw_sts {
   unsigned attempts, failures;
   char *last_error;
   bool done, freed;
-  uint64_t rng;
+  aw_jitter jitter;
 };
 
 static void start_attempt(aw_sts *s);
-
-static double next_random(aw_sts *s) {
-  s->rng ^= s->rng >> 12;
-  s->rng ^= s->rng << 25;
-  s->rng ^= s->rng >> 27;
-  return (double)((s->rng * 2685821657736338717ULL) >> 11) / 9007199254740992.0;
-}
 
 /* Replaces every secret the client holds by "***" in msg: STS does not
  * echo them, but a message must never carry one, whoever wrote it. */
@@ -976,7 +969,7 @@ static void give_up(aw_sts *s, const char *why_now) {
 
 static void schedule_retry(aw_sts *s, const char *retry_after) {
   const aw_backoff_policy *policy = s->budget->active ? &hurried_policy : &calm_policy;
-  uint64_t delay = aw_backoff_delay(policy, s->failures - 1, next_random(s));
+  uint64_t delay = aw_backoff_delay(policy, s->failures - 1, aw_jitter_next(&s->jitter));
   uint64_t asked = 0;
   if (retry_after && aw_parse_retry_after(retry_after, aw_unix_now_ms(), &asked) == 0)
     delay = asked < RETRY_AFTER_CAP_MS ? asked : RETRY_AFTER_CAP_MS;
@@ -1152,8 +1145,7 @@ aw_sts *aw_sts_start(uv_loop_t *loop, aw_http *http, const aw_budget *budget,
     free_now(s);
     return NULL;
   }
-  s->rng = uv_hrtime() ^ ((uint64_t)getpid() << 32) ^ 0xD1B54A32D192ED03ULL;
-  if (!s->rng) s->rng = 1;
+  aw_jitter_seed(&s->jitter, uv_hrtime() ^ ((uint64_t)getpid() << 32) ^ 0xD1B54A32D192ED03ULL);
   uv_timer_init(loop, &s->timer);
   s->timer.data = s;
   aw_info("getting credentials from STS AssumeRoleWithWebIdentity for role %s at %s (%s)%s%s",

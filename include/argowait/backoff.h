@@ -15,6 +15,16 @@ typedef struct {
   double jitter; /* 0..1: the delay is drawn from [d*(1-jitter), d] */
 } aw_backoff_policy;
 
+/* The random source of the jitter (xorshift64*). Jitter only needs to differ
+ * between the pods that retry together, so callers seed it with the clock
+ * and the pid; it is no secret and not for anything else. */
+typedef struct {
+  uint64_t state;
+} aw_jitter;
+
+void aw_jitter_seed(aw_jitter *j, uint64_t seed); /* any seed; 0 is mapped away */
+double aw_jitter_next(aw_jitter *j);              /* uniform in [0, 1) */
+
 /* The delay before retry number attempt (0 = after the first failure).
  * rand01 is uniform in [0, 1). Never more than cap_ms, never 0. */
 uint64_t aw_backoff_delay(const aw_backoff_policy *p, unsigned attempt,

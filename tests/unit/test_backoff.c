@@ -461,6 +461,31 @@ static void test_status_message_cuts(void **state) {
   free(json);
 }
 
+/* ---- aw_jitter ------------------------------------------------------------ */
+
+static void test_jitter_is_uniform_in_unit_interval(void **state) {
+  (void)state;
+  aw_jitter j;
+  aw_jitter_seed(&j, 0); /* 0 would stick at 0 forever: mapped away */
+  unsigned buckets[10] = {0};
+  for (int i = 0; i < 100000; i++) {
+    double x = aw_jitter_next(&j);
+    assert_true(x >= 0.0 && x < 1.0);
+    buckets[(int)(x * 10)]++;
+  }
+  for (int b = 0; b < 10; b++) assert_in_range(buckets[b], 9000, 11000);
+}
+
+static void test_jitter_differs_by_seed(void **state) {
+  (void)state;
+  aw_jitter a, b;
+  aw_jitter_seed(&a, 1);
+  aw_jitter_seed(&b, 2);
+  int same = 0;
+  for (int i = 0; i < 100; i++) same += aw_jitter_next(&a) == aw_jitter_next(&b);
+  assert_int_equal(same, 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_delay_grows_to_cap),
@@ -480,6 +505,8 @@ int main(void) {
       cmocka_unit_test(test_status_message_from_status),
       cmocka_unit_test(test_status_message_fallback),
       cmocka_unit_test(test_status_message_cuts),
+      cmocka_unit_test(test_jitter_is_uniform_in_unit_interval),
+      cmocka_unit_test(test_jitter_differs_by_seed),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
