@@ -27,12 +27,10 @@
 #define CONNECT_TIMEOUT_MS 10000u
 #define LOW_SPEED_TIME_S 60L        /* no byte for this long: the attempt is over */
 #define MIN_ATTEMPT_MS 50u
-#define RETRY_AFTER_CAP_MS 60000u
 #define ANSWER_TEXT_MAX 200u
 #define ANSWER_PARSE_MAX (64u * 1024u)
 
-static const aw_backoff_policy calm_policy = {200, 2.0, 30000, 0.5};
-static const aw_backoff_policy hurried_policy = {50, 2.0, 1000, 0.5};
+static const aw_retry_rules retry_rules = {&aw_policy_calm, &aw_policy_hurried, MIN_ATTEMPT_MS};
 
 struct aw_artifactory_op {
   aw_artifactory *client; /* NULL once the client is freed */
@@ -271,20 +269,13 @@ static void on_sleep_done(uv_timer_t *t) {
 
 static void schedule_retry(aw_artifactory_op *op, const char *retry_after) {
   aw_artifactory *a = op->client;
-  const aw_backoff_policy *policy = a->budget->active ? &hurried_policy : &calm_policy;
-  uint64_t delay = aw_backoff_delay(policy, op->transient_failures - 1, aw_jitter_next(&a->jitter));
-  uint64_t asked = 0;
-  if (retry_after && aw_parse_retry_after(retry_after, aw_unix_now_ms(), &asked) == 0)
-    delay = asked < RETRY_AFTER_CAP_MS ? asked : RETRY_AFTER_CAP_MS;
-  if (a->budget->active) {
-    uint64_t left = time_left(a);
-    if (left < MIN_ATTEMPT_MS * 2) {
-      aw_warn("PUT %s: giving up, the grace period is almost over (%s)", op->url,
-              op->last_error ? op->last_error : "no answer");
-      give_up(op);
-      return;
-    }
-    if (delay > left - MIN_ATTEMPT_MS) delay = left - MIN_ATTEMPT_MS;
+  uint64_t delay;
+  if (!aw_retry_delay(&retry_rules, a->budget, uv_now(a->loop), op->transient_failures, retry_after,
+                      aw_unix_now_ms(), &a->jitter, &delay)) {
+    aw_warn("PUT %s: giving up, the grace period is almost over (%s)", op->url,
+            op->last_error ? op->last_error : "no answer");
+    give_up(op);
+    return;
   }
   aw_warn("PUT %s failed (attempt %u): %s; retrying in %llu ms", op->url, op->attempts,
           op->last_error ? op->last_error : "no answer", (unsigned long long)delay);
@@ -495,7 +486,7 @@ void aw_artifactory_budget_changed(aw_artifactory *a, bool now_too) {
   for (aw_artifactory_op *op = a->ops; op; op = op->next) {
     if (op->inflight) aw_http_clip_deadline(op->inflight, now + left);
     if (!op->sleeping) continue;
-    uint64_t cap = now_too ? 0 : hurried_policy.cap_ms;
+    uint64_t cap = now_too ? 0 : aw_policy_hurried.cap_ms;
     if (uv_timer_get_due_in(&op->timer) > cap) uv_timer_start(&op->timer, on_sleep_done, cap, 0);
   }
 }

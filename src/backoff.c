@@ -355,3 +355,26 @@ double aw_jitter_next(aw_jitter *j) {
   j->state ^= j->state >> 27;
   return (double)((j->state * 2685821657736338717ULL) >> 11) / 9007199254740992.0;
 }
+
+const aw_backoff_policy aw_policy_calm = {200, 2.0, 30000, 0.5};
+const aw_backoff_policy aw_policy_hurried = {50, 2.0, 1000, 0.5};
+
+bool aw_retry_delay(const aw_retry_rules *r, const aw_budget *b, uint64_t now,
+                    unsigned failures, const char *retry_after,
+                    int64_t now_unix_ms, aw_jitter *j, uint64_t *delay_ms) {
+  const aw_backoff_policy *policy = b->active ? r->hurried : r->calm;
+  uint64_t delay = aw_backoff_delay(policy, failures ? failures - 1 : 0, aw_jitter_next(j));
+  uint64_t asked = 0;
+  if (retry_after && aw_parse_retry_after(retry_after, now_unix_ms, &asked) == 0) {
+    uint64_t floor = asked < AW_RETRY_AFTER_CAP_MS ? asked : AW_RETRY_AFTER_CAP_MS;
+    uint64_t spread = (uint64_t)(aw_jitter_next(j) * (double)(floor / 2 + 1));
+    delay = (delay > floor ? delay : floor) + spread;
+  }
+  if (b->active) {
+    uint64_t left = aw_budget_clip(b, now, UINT64_MAX);
+    if (left < r->min_attempt_ms * 2) return false;
+    if (delay > left - r->min_attempt_ms) delay = left - r->min_attempt_ms;
+  }
+  *delay_ms = delay;
+  return true;
+}

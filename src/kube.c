@@ -23,13 +23,11 @@
 #define ATTEMPT_TIMEOUT_MS 30000u
 #define CONNECT_TIMEOUT_MS 10000u
 #define MIN_ATTEMPT_MS 20u          /* less than this left: give up (in-cluster requests take a few ms) */
-#define RETRY_AFTER_CAP_MS 60000u
 #define TOKEN_MAX_AGE_MS 60000u
 #define TOKEN_MAX_BYTES (64u * 1024u)
 
 /* Before SIGTERM: patient. After: short sleeps, the window is small. */
-static const aw_backoff_policy calm_policy = {200, 2.0, 30000, 0.5};
-static const aw_backoff_policy hurried_policy = {50, 2.0, 1000, 0.5};
+static const aw_retry_rules retry_rules = {&aw_policy_calm, &aw_policy_hurried, MIN_ATTEMPT_MS};
 
 struct aw_kube_op {
   aw_kube *kube;
@@ -256,26 +254,13 @@ static void on_sleep_done(uv_timer_t *timer) {
 
 static void schedule_retry(aw_kube_op *op, const char *retry_after) {
   aw_kube *k = op->kube;
-  const aw_backoff_policy *policy = k->budget->active ? &hurried_policy : &calm_policy;
-  uint64_t delay = aw_backoff_delay(policy, op->transient_failures - 1, aw_jitter_next(&k->jitter));
-  uint64_t asked = 0;
-  if (retry_after && aw_parse_retry_after(retry_after, aw_unix_now_ms(), &asked) == 0) {
-    /* Retry-After is a floor, not an appointment: pods throttled together
-     * would all come back together. Spread them over half as much again,
-     * and let repeated throttling grow like any other backoff. */
-    uint64_t floor = asked < RETRY_AFTER_CAP_MS ? asked : RETRY_AFTER_CAP_MS;
-    uint64_t spread = (uint64_t)(aw_jitter_next(&k->jitter) * (double)(floor / 2 + 1));
-    delay = (delay > floor ? delay : floor) + spread;
-  }
-  if (k->budget->active) {
-    uint64_t left = time_left(k);
-    if (left < MIN_ATTEMPT_MS * 2) {
-      aw_warn("%s %s: giving up, the grace period is almost over (%s)", op->method, op->path,
-              op->last_message ? op->last_message : "no answer");
-      finish_op(op, AW_API_TRANSIENT);
-      return;
-    }
-    if (delay > left - MIN_ATTEMPT_MS) delay = left - MIN_ATTEMPT_MS;
+  uint64_t delay;
+  if (!aw_retry_delay(&retry_rules, k->budget, uv_now(k->loop), op->transient_failures, retry_after,
+                      aw_unix_now_ms(), &k->jitter, &delay)) {
+    aw_warn("%s %s: giving up, the grace period is almost over (%s)", op->method, op->path,
+            op->last_message ? op->last_message : "no answer");
+    finish_op(op, AW_API_TRANSIENT);
+    return;
   }
   aw_warn("%s %s failed (attempt %u): %s; retrying in %llu ms", op->method, op->path, op->attempts,
           op->last_message ? op->last_message : "no answer", (unsigned long long)delay);
@@ -441,7 +426,7 @@ void aw_kube_budget_changed(aw_kube *k, bool now_too) {
     if (op->inflight) aw_http_clip_deadline(op->inflight, now + left);
     if (!op->sleeping) continue;
     uint64_t remaining = uv_timer_get_due_in(&op->sleep_timer);
-    uint64_t cap = now_too ? 0 : hurried_policy.cap_ms;
+    uint64_t cap = now_too ? 0 : aw_policy_hurried.cap_ms;
     if (remaining > cap) uv_timer_start(&op->sleep_timer, on_sleep_done, cap, 0);
   }
 }

@@ -35,14 +35,12 @@
 #define CONNECT_TIMEOUT_MS 10000u
 #define LOW_SPEED_TIME_S 60L          /* no byte for this long: attempt over */
 #define MIN_ATTEMPT_MS 50u
-#define RETRY_AFTER_CAP_MS 60000u
 #define ABORT_MAX_ATTEMPTS 4u
 #define MAX_PARTS 10000u
 #define CODE_CAP 64u
 #define MESSAGE_CAP 300u
 
-static const aw_backoff_policy calm_policy = {200, 2.0, 30000, 0.5};
-static const aw_backoff_policy hurried_policy = {50, 2.0, 1000, 0.5};
+static const aw_retry_rules retry_rules = {&aw_policy_calm, &aw_policy_hurried, MIN_ATTEMPT_MS};
 
 enum { OUT_OK, OUT_TRANSIENT, OUT_PERMANENT };
 enum { REQ_HEAD_BUCKET, REQ_CREATE_BUCKET, REQ_PUT, REQ_INIT, REQ_PART, REQ_COMPLETE, REQ_ABORT,
@@ -637,20 +635,13 @@ static void schedule_retry(s3_req *rq, const char *retry_after) {
     req_finish(rq, OUT_TRANSIENT, NULL, NULL);
     return;
   }
-  const aw_backoff_policy *policy = s->budget->active ? &hurried_policy : &calm_policy;
-  uint64_t delay = aw_backoff_delay(policy, rq->transient_failures - 1, aw_jitter_next(&s->jitter));
-  uint64_t asked = 0;
-  if (retry_after && aw_parse_retry_after(retry_after, aw_unix_now_ms(), &asked) == 0)
-    delay = asked < RETRY_AFTER_CAP_MS ? asked : RETRY_AFTER_CAP_MS;
-  if (s->budget->active) {
-    uint64_t left = time_left(s);
-    if (left < MIN_ATTEMPT_MS * 2) {
-      aw_warn("%s: giving up, the grace period is almost over (%s)", what,
-              rq->last_error ? rq->last_error : "no answer");
-      req_finish(rq, OUT_TRANSIENT, NULL, NULL);
-      return;
-    }
-    if (delay > left - MIN_ATTEMPT_MS) delay = left - MIN_ATTEMPT_MS;
+  uint64_t delay;
+  if (!aw_retry_delay(&retry_rules, s->budget, uv_now(s->loop), rq->transient_failures, retry_after,
+                      aw_unix_now_ms(), &s->jitter, &delay)) {
+    aw_warn("%s: giving up, the grace period is almost over (%s)", what,
+            rq->last_error ? rq->last_error : "no answer");
+    req_finish(rq, OUT_TRANSIENT, NULL, NULL);
+    return;
   }
   aw_warn("%s failed (attempt %u): %s; retrying in %llu ms", what, rq->attempts,
           rq->last_error ? rq->last_error : "no answer", (unsigned long long)delay);
@@ -1387,7 +1378,7 @@ void aw_s3_budget_changed(aw_s3 *s, bool now_too) {
       if (rq->inflight) aw_http_clip_deadline(rq->inflight, now + left);
       if (!rq->sleeping) continue;
       uint64_t remaining = uv_timer_get_due_in(&rq->timer);
-      uint64_t cap = now_too ? 0 : hurried_policy.cap_ms;
+      uint64_t cap = now_too ? 0 : aw_policy_hurried.cap_ms;
       if (remaining > cap) uv_timer_start(&rq->timer, on_req_sleep_done, cap, 0);
     }
   }

@@ -858,10 +858,8 @@ aw_sts_status aw_sts_classify(bool transport_error, bool tls_verify_failed, long
 #define ATTEMPT_TIMEOUT_MS 30000u
 #define CONNECT_TIMEOUT_MS 10000u
 #define MIN_ATTEMPT_MS 50u
-#define RETRY_AFTER_CAP_MS 60000u
 
-static const aw_backoff_policy calm_policy = {200, 2.0, 30000, 0.5};
-static const aw_backoff_policy hurried_policy = {50, 2.0, 1000, 0.5};
+static const aw_retry_rules retry_rules = {&aw_policy_calm, &aw_policy_hurried, MIN_ATTEMPT_MS};
 
 enum { STEP_WEB_IDENTITY, STEP_ASSUME_ROLE };
 static const char *const step_actions[] = {"AssumeRoleWithWebIdentity", "AssumeRole"};
@@ -968,16 +966,10 @@ static void give_up(aw_sts *s, const char *why_now) {
 }
 
 static void schedule_retry(aw_sts *s, const char *retry_after) {
-  const aw_backoff_policy *policy = s->budget->active ? &hurried_policy : &calm_policy;
-  uint64_t delay = aw_backoff_delay(policy, s->failures - 1, aw_jitter_next(&s->jitter));
-  uint64_t asked = 0;
-  if (retry_after && aw_parse_retry_after(retry_after, aw_unix_now_ms(), &asked) == 0)
-    delay = asked < RETRY_AFTER_CAP_MS ? asked : RETRY_AFTER_CAP_MS;
-  if (s->budget->active) {
-    uint64_t left = time_left(s);
-    if (left < MIN_ATTEMPT_MS * 2) return give_up(s, "the grace period is almost over");
-    if (delay > left - MIN_ATTEMPT_MS) delay = left - MIN_ATTEMPT_MS;
-  }
+  uint64_t delay;
+  if (!aw_retry_delay(&retry_rules, s->budget, uv_now(s->loop), s->failures, retry_after,
+                      aw_unix_now_ms(), &s->jitter, &delay))
+    return give_up(s, "the grace period is almost over");
   aw_warn("STS %s for role %s failed (attempt %u): %s; retrying in %llu ms", step_actions[s->step],
           step_role(s), s->attempts, s->last_error ? s->last_error : "no answer",
           (unsigned long long)delay);
@@ -1162,7 +1154,7 @@ void aw_sts_budget_changed(aw_sts *s, bool now_too) {
   uint64_t now = uv_now(s->loop);
   if (s->inflight) aw_http_clip_deadline(s->inflight, now + time_left(s));
   if (!s->sleeping) return;
-  uint64_t cap = now_too ? 0 : hurried_policy.cap_ms;
+  uint64_t cap = now_too ? 0 : aw_policy_hurried.cap_ms;
   if (uv_timer_get_due_in(&s->timer) > cap) uv_timer_start(&s->timer, on_timer, cap, 0);
 }
 

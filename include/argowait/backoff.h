@@ -56,6 +56,32 @@ void aw_budget_start(aw_budget *b, uint64_t now, uint64_t grace_ms,
 uint64_t aw_budget_clip(const aw_budget *b, uint64_t now, uint64_t want);
 bool aw_budget_spent(const aw_budget *b, uint64_t now);
 
+/* The backoffs every client (API, S3, STS, Artifactory) uses: before SIGTERM
+ * 200 ms doubling to 30 s (it may retry for as long as the pod lives); after
+ * it 50 ms doubling to 1 s, within the budget. Both jittered by half. */
+extern const aw_backoff_policy aw_policy_calm;
+extern const aw_backoff_policy aw_policy_hurried;
+
+/* The one retry rule every client follows. */
+typedef struct {
+  const aw_backoff_policy *calm;    /* before SIGTERM: no limit on retries */
+  const aw_backoff_policy *hurried; /* after SIGTERM: short, within the budget */
+  uint64_t min_attempt_ms;          /* less than this left for an attempt: give up */
+} aw_retry_rules;
+
+#define AW_RETRY_AFTER_CAP_MS 60000u
+
+/* The wait before the next attempt after `failures` transient failures (1 =
+ * the first). A Retry-After header (may be NULL) is a floor, not an
+ * appointment: clients throttled together would all come back together, so
+ * up to half as much again is added at random, and repeated throttling grows
+ * like any other backoff. Once the budget is active, the wait is clipped to
+ * leave min_attempt_ms for the attempt, and false (give up) is returned when
+ * less than two of those are left. */
+bool aw_retry_delay(const aw_retry_rules *r, const aw_budget *b, uint64_t now,
+                    unsigned failures, const char *retry_after,
+                    int64_t now_unix_ms, aw_jitter *j, uint64_t *delay_ms);
+
 /* How an API answer is treated by the retry loop. */
 typedef enum {
   AW_API_OK = 0,

@@ -486,6 +486,47 @@ static void test_jitter_differs_by_seed(void **state) {
   assert_int_equal(same, 0);
 }
 
+/* ---- aw_retry_delay ------------------------------------------------------- */
+
+static const aw_retry_rules rules = {&aw_policy_calm, &aw_policy_hurried, 50};
+
+static void test_retry_after_is_a_jittered_floor(void **state) {
+  (void)state;
+  aw_budget idle = {0};
+  aw_jitter j;
+  aw_jitter_seed(&j, 7);
+  uint64_t lo = UINT64_MAX, hi = 0, d;
+  for (int i = 0; i < 2000; i++) {
+    assert_true(aw_retry_delay(&rules, &idle, 0, 1, "2", 0, &j, &d));
+    lo = d < lo ? d : lo;
+    hi = d > hi ? d : hi;
+  }
+  assert_true(lo >= 2000);      /* never before the server asked */
+  assert_true(hi <= 3000);      /* at most half as much again */
+  assert_true(hi - lo >= 800);  /* and really spread */
+  /* an absurd Retry-After is capped */
+  assert_true(aw_retry_delay(&rules, &idle, 0, 1, "86400", 0, &j, &d));
+  assert_true(d >= AW_RETRY_AFTER_CAP_MS && d <= AW_RETRY_AFTER_CAP_MS * 3 / 2 + 1);
+}
+
+static void test_retry_calm_then_hurried_within_the_budget(void **state) {
+  (void)state;
+  aw_budget b = {0};
+  aw_jitter j;
+  aw_jitter_seed(&j, 9);
+  uint64_t d;
+  assert_true(aw_retry_delay(&rules, &b, 0, 20, NULL, 0, &j, &d));
+  assert_true(d > aw_policy_hurried.cap_ms && d <= aw_policy_calm.cap_ms); /* before SIGTERM */
+  aw_budget_start(&b, 1000, 2000, 500, 250); /* hard stop at 1000 + 2000 - 250 */
+  assert_true(aw_retry_delay(&rules, &b, 1000, 20, NULL, 0, &j, &d));
+  assert_true(d <= aw_policy_hurried.cap_ms);
+  /* 150 ms left: the sleep leaves 50 ms for the attempt */
+  assert_true(aw_retry_delay(&rules, &b, 2600, 20, "30", 0, &j, &d));
+  assert_int_equal(d, 100);
+  /* under 2 x 50 ms left: give up */
+  assert_false(aw_retry_delay(&rules, &b, 2660, 1, NULL, 0, &j, &d));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_delay_grows_to_cap),
@@ -507,6 +548,8 @@ int main(void) {
       cmocka_unit_test(test_status_message_cuts),
       cmocka_unit_test(test_jitter_is_uniform_in_unit_interval),
       cmocka_unit_test(test_jitter_differs_by_seed),
+      cmocka_unit_test(test_retry_after_is_a_jittered_floor),
+      cmocka_unit_test(test_retry_calm_then_hurried_within_the_budget),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
