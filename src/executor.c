@@ -83,6 +83,8 @@ struct exec {
   uv_signal_t sigterm_handle, sigint_handle;
   uv_timer_t reserve_timer, hard_stop_timer, deadline_timer, kill_timer;
   uv_timer_t progress_file_timer, progress_patch_timer, collect_timer;
+  uv_timer_t drain_timer; /* armed by finish(): pool work gets a bounded time */
+  bool drain_armed;
   bool handles_open;
 
   size_t main_count;
@@ -201,6 +203,7 @@ static void cancel_op(aw_kube_op **op) {
 /* Close to SIGKILL, teardown (closing handles, joining the thread pool,
  * freeing) is time the grace period may not have: end at once instead. */
 #define FAST_EXIT_WINDOW_MS 1000u
+#define DRAIN_MAX_MS 2000u /* before SIGTERM: pool work left after finish() */
 
 /* Ends the process without teardown: no destructors either, since libuv's
  * would join a thread-pool thread that may be stuck. */
@@ -209,6 +212,25 @@ static void exit_now(exec *ex, const char *why) {
   aw_info("exiting with code %d (%s)", ex->exit_code, why);
   fflush(NULL);
   _exit(ex->exit_code);
+}
+
+static void on_drain_timeout(uv_timer_t *t) {
+  exit_now(t->data, "work on the thread pool did not end (a hung volume?)");
+}
+
+/* The exit code is decided, but a job still on the thread pool (a file read
+ * or open on a hung volume, an archive the reserve abandoned) would keep
+ * uv_run from returning, past the grace period and SIGKILL. It gets until
+ * the hard stop (before SIGTERM: DRAIN_MAX_MS); the timer is unreferenced,
+ * so it never keeps the loop alive itself. */
+static void arm_drain_guard(exec *ex) {
+  uint64_t wait = DRAIN_MAX_MS;
+  if (ex->budget.active) wait = aw_budget_clip(&ex->budget, uv_now(&ex->loop), wait);
+  if (uv_timer_init(&ex->loop, &ex->drain_timer) != 0) return;
+  ex->drain_timer.data = ex;
+  ex->drain_armed = true;
+  uv_timer_start(&ex->drain_timer, on_drain_timeout, wait, 0);
+  uv_unref((uv_handle_t *)&ex->drain_timer);
 }
 
 static void finish(exec *ex) {
@@ -233,6 +255,7 @@ static void finish(exec *ex) {
   /* A read or an archive stuck on the thread pool (a hung volume) would keep
    * the loop from draining, and the grace period will not wait for it. */
   if (ex->collecting || artifacts_stuck) exit_now(ex, "collecting outputs is stuck");
+  arm_drain_guard(ex);
   close_all_handles(ex);
   if (ex->http) aw_http_close(ex->http, NULL, NULL);
   ex->http = NULL;
@@ -848,6 +871,10 @@ static void free_exec(exec *ex) {
 
 static int run_loop(exec *ex) {
   uv_run(&ex->loop, UV_RUN_DEFAULT);
+  if (ex->drain_armed) {
+    uv_close((uv_handle_t *)&ex->drain_timer, NULL);
+    uv_run(&ex->loop, UV_RUN_DEFAULT);
+  }
   int code = ex->exit_code;
   write_termination_log_now(&ex->cfg, &ex->termlog);
   aw_kube_stats ks = ex->kube ? aw_kube_get_stats(ex->kube) : (aw_kube_stats){0};

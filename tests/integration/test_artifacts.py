@@ -105,6 +105,30 @@ class ArtifactTests(tl.LifecycleCase):
             self.assertTrue(members["dir/link"].issym())
             self.assertEqual(members["dir/link"].linkname, "a.txt")
 
+    def test_reserve_abandons_a_long_archive_and_exits_in_time(self):
+        """The reserve begins while tar+gzip of a large folder still runs on
+        the thread pool, with seconds of the grace period left (so not the
+        last second's fast exit): the failure marker goes out and the process
+        exits before the hard stop instead of waiting for the archive (P4)."""
+        grace = 10
+        art = {"name": "big", "path": "/work/big", "archive": {"tar": {"compressionLevel": 9}}}
+        pod = self.pod(template=self.template([art], mounts=[{"name": "w", "mountPath": "/work"}]),
+                       grace=grace, reserve_ms=4000)
+        pod.secret_file("my-cred", "accesskey", self.moto.access_key + "\n")
+        pod.secret_file("my-cred", "secretkey", self.moto.secret_key + "\n")
+        block = os.urandom(MIB)  # repeats 1 MiB apart: beyond gzip's window, so no shrinking
+        for i in range(32):      # 512 MiB: far more than 6 s of gzip -9 on this machine
+            pod.mount_file("/work", "big/part%02d.bin" % i, block * 16)
+        pod.start()
+        pod.finish()
+        wait_until(lambda: any("outputs collected" in l for l in pod.logs()), timeout=30)
+        pod.sigterm()
+        rc = pod.wait_exit(grace + 90)
+        self.assertEqual(rc, 64, self.info(pod))
+        self.assertLessEqual(pod.since_sigterm(), grace - 0.1,
+                             "P4: waited for the abandoned archive" + self.info(pod))
+        self.assert_failure_marker(pod, "big")
+
     def test_none_of_a_file(self):
         art = {"name": "rep", "path": "/work/report.txt", "archive": {"none": {}}}
         pod = self.run_pod(self.template([art], mounts=[{"name": "w", "mountPath": "/work"}]), 0,
