@@ -23,7 +23,6 @@
 #include "argowait/secret.h"
 #include "argowait/strbuf.h"
 
-#define TRANSFER_TIMEOUT_MS 900000u /* one PUT, whatever the size */
 #define CONNECT_TIMEOUT_MS 10000u
 #define LOW_SPEED_TIME_S 60L        /* no byte for this long: the attempt is over */
 #define MIN_ATTEMPT_MS 50u
@@ -356,7 +355,10 @@ static void configure_easy(CURL *e, void *arg) {
 static void start_attempt(aw_artifactory_op *op) {
   aw_artifactory *a = op->client;
   uint64_t now = uv_now(a->loop);
-  uint64_t timeout = aw_budget_clip(a->budget, now, TRANSFER_TIMEOUT_MS);
+  /* One PUT carries the whole file: before SIGTERM it may take as long as
+   * it needs (a stalled one is caught by the low-speed limit), since a fixed
+   * cap would restart a large upload from byte 0 forever. */
+  uint64_t timeout = aw_budget_clip(a->budget, now, UINT64_MAX);
   if (timeout < MIN_ATTEMPT_MS) {
     if (!op->last_error) op->last_error = strdup("no time left in the grace period");
     give_up(op);
@@ -369,7 +371,7 @@ static void start_attempt(aw_artifactory_op *op) {
       .headers = headers,
       .ca_file = a->ca_file,
       .user_agent = a->user_agent,
-      .deadline = now + timeout,
+      .deadline = a->budget->active ? now + timeout : 0,
       .connect_timeout_ms = CONNECT_TIMEOUT_MS < timeout ? CONNECT_TIMEOUT_MS : timeout,
       .configure = configure_easy,
       .configure_arg = op,

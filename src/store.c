@@ -124,9 +124,15 @@ static int read_secret(const aw_config *cfg, const aw_secret_ref *ref, const cha
     *err = dupf("the %s in %s/%s/%s is empty", what, AW_PATH_SECRETS, ref->name, ref->key);
     return -1;
   }
-  if (memchr(out->data, '\0', out->len)) {
-    *err = dupf("the %s in %s/%s/%s holds a NUL byte", what, AW_PATH_SECRETS, ref->name, ref->key);
-    return -1;
+  /* Keys and tokens go into HTTP headers: a line break inside one would
+   * inject a header of its own. No credential has control characters. */
+  for (size_t i = 0; i < out->len; i++) {
+    unsigned char c = (unsigned char)out->data[i];
+    if (c < 0x20 || c == 0x7f) {
+      *err = dupf("the %s in %s/%s/%s holds a control character (a line break inside, or a NUL)", what,
+                  AW_PATH_SECRETS, ref->name, ref->key);
+      return -1;
+    }
   }
   return 0;
 }

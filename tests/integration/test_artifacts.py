@@ -129,6 +129,20 @@ class ArtifactTests(tl.LifecycleCase):
                              "P4: waited for the abandoned archive" + self.info(pod))
         self.assert_failure_marker(pod, "big")
 
+    def test_a_line_break_inside_a_key_is_refused(self):
+        """A credential goes into an HTTP header: one with a line break inside
+        would inject a header; it is refused before any request."""
+        art = {"name": "rep", "path": "/work/report.txt", "archive": {"none": {}}}
+        pod = self.pod(template=self.template([art], mounts=[{"name": "w", "mountPath": "/work"}]))
+        pod.secret_file("my-cred", "accesskey", self.moto.access_key + "\r\nX-Injected: 1\n")
+        pod.secret_file("my-cred", "secretkey", self.moto.secret_key + "\n")
+        pod.mount_file("/work", "report.txt", "r")
+        pod.start()
+        pod.finish()
+        self.assert_exit(pod, 64, timeout=60)
+        self.assert_failure_marker(pod, "rep", "control character")
+        self.assertNotIn("X-Injected", pod.log_text())
+
     def test_none_of_a_file(self):
         art = {"name": "rep", "path": "/work/report.txt", "archive": {"none": {}}}
         pod = self.run_pod(self.template([art], mounts=[{"name": "w", "mountPath": "/work"}]), 0,
