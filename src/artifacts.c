@@ -697,7 +697,8 @@ static void creds_after(uv_work_t *w, int status) {
   aw_artifacts *a = w->data;
   a->pool_pending = false;
   if (a->freed) return release(a);
-  if (a->done) return;
+  /* After the reserve, its timer finishes the module: start no request. */
+  if (a->done || a->reserve) return;
   for (size_t i = 0; status != 0 && i < a->slot_count; i++)
     if (a->slots[i].load) slot_reason(a, &a->slots[i], "reading the credentials was cancelled");
   a->conn_cur = 0;
