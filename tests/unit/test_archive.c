@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "argowait/archive.h"
+#include "tmptree.h"
 
 #define SECRET "TOPSECRET-do-not-leak"
 
@@ -27,32 +28,6 @@ typedef struct {
   char out[128];   /* the archive we write */
   char secret[128];
 } fixture;
-
-static void pj(char *out, size_t size, const char *a, const char *b) {
-  int n = snprintf(out, size, "%s/%s", a, b);
-  assert_true(n > 0 && (size_t)n < size);
-}
-
-static void write_file(const char *dir, const char *rel, const char *data, size_t len) {
-  char p[512];
-  pj(p, sizeof(p), dir, rel);
-  int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  assert_true(fd >= 0);
-  assert_int_equal(write(fd, data, len), (ssize_t)len);
-  close(fd);
-}
-
-static void mkdir_in(const char *dir, const char *rel) {
-  char p[512];
-  pj(p, sizeof(p), dir, rel);
-  assert_int_equal(mkdir(p, 0755), 0);
-}
-
-static void symlink_in(const char *dir, const char *rel, const char *target) {
-  char p[512];
-  pj(p, sizeof(p), dir, rel);
-  assert_int_equal(symlink(target, p), 0);
-}
 
 static int setup(void **state) {
   fixture *f = calloc(1, sizeof(*f));
@@ -67,16 +42,9 @@ static int setup(void **state) {
   return 0;
 }
 
-static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
-  (void)sb;
-  (void)flag;
-  (void)ftw;
-  return remove(p);
-}
-
 static int teardown(void **state) {
   fixture *f = *state;
-  nftw(f->root, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+  remove_tree(f->root);
   free(f);
   return 0;
 }

@@ -17,37 +17,12 @@
 #include <unistd.h>
 
 #include "argowait/dirlist.h"
+#include "tmptree.h"
 
 typedef struct {
   char root[64];
   char base[96]; /* the trusted folder the artifact folder lies beneath */
 } fixture;
-
-static void pj(char *out, size_t size, const char *a, const char *b) {
-  int n = snprintf(out, size, "%s/%s", a, b);
-  assert_true(n > 0 && (size_t)n < size);
-}
-
-static void write_file(const fixture *f, const char *rel, const char *data) {
-  char p[512];
-  pj(p, sizeof(p), f->base, rel);
-  int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  assert_true(fd >= 0);
-  assert_int_equal(write(fd, data, strlen(data)), (ssize_t)strlen(data));
-  close(fd);
-}
-
-static void mkdir_in(const fixture *f, const char *rel) {
-  char p[512];
-  pj(p, sizeof(p), f->base, rel);
-  assert_int_equal(mkdir(p, 0755), 0);
-}
-
-static void symlink_in(const fixture *f, const char *rel, const char *target) {
-  char p[512];
-  pj(p, sizeof(p), f->base, rel);
-  assert_int_equal(symlink(target, p), 0);
-}
 
 static int setup(void **state) {
   fixture *f = calloc(1, sizeof(*f));
@@ -59,16 +34,9 @@ static int setup(void **state) {
   return 0;
 }
 
-static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
-  (void)sb;
-  (void)flag;
-  (void)ftw;
-  return remove(p);
-}
-
 static int teardown(void **state) {
   fixture *f = *state;
-  nftw(f->root, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+  remove_tree(f->root);
   free(f);
   return 0;
 }
@@ -81,15 +49,15 @@ static bool has_warning(const aw_dirlist *l, const char *needle) {
 
 static void test_nested_folder(void **state) {
   fixture *f = *state;
-  mkdir_in(f, "dir");
-  mkdir_in(f, "dir/sub");
-  mkdir_in(f, "dir/sub/deeper");
-  mkdir_in(f, "dir/emptydir");
-  write_file(f, "dir/a.txt", "aaa");
-  write_file(f, "dir/empty", "");
-  write_file(f, "dir/sub/b.txt", "bb");
-  write_file(f, "dir/sub/deeper/c", "c");
-  write_file(f, "dir/sub-x", "x"); /* '-' sorts before '/' in bytes, not in a walk */
+  mkdir_in(f->base, "dir");
+  mkdir_in(f->base, "dir/sub");
+  mkdir_in(f->base, "dir/sub/deeper");
+  mkdir_in(f->base, "dir/emptydir");
+  write_text(f->base, "dir/a.txt", "aaa");
+  write_text(f->base, "dir/empty", "");
+  write_text(f->base, "dir/sub/b.txt", "bb");
+  write_text(f->base, "dir/sub/deeper/c", "c");
+  write_text(f->base, "dir/sub-x", "x"); /* '-' sorts before '/' in bytes, not in a walk */
   aw_dirlist l;
   aw_dirlist_init(&l);
   char *err = NULL;
@@ -106,14 +74,14 @@ static void test_nested_folder(void **state) {
 
 static void test_symlinks_and_fifo_skipped(void **state) {
   fixture *f = *state;
-  write_file(f, "secret", "TOPSECRET");
-  mkdir_in(f, "dir");
-  mkdir_in(f, "dir/real");
-  write_file(f, "dir/real/file", "f");
-  symlink_in(f, "dir/up", "../secret");
-  symlink_in(f, "dir/abs", "/etc/passwd");
-  symlink_in(f, "dir/linkdir", "real");
-  symlink_in(f, "dir/dangling", "nowhere");
+  write_text(f->base, "secret", "TOPSECRET");
+  mkdir_in(f->base, "dir");
+  mkdir_in(f->base, "dir/real");
+  write_text(f->base, "dir/real/file", "f");
+  symlink_in(f->base, "dir/up", "../secret");
+  symlink_in(f->base, "dir/abs", "/etc/passwd");
+  symlink_in(f->base, "dir/linkdir", "real");
+  symlink_in(f->base, "dir/dangling", "nowhere");
   char p[512];
   pj(p, sizeof(p), f->base, "dir/fifo");
   assert_int_equal(mkfifo(p, 0644), 0);
@@ -132,11 +100,11 @@ static void test_symlinks_and_fifo_skipped(void **state) {
 
 static void test_folder_behind_a_symlink_refused(void **state) {
   fixture *f = *state;
-  mkdir_in(f, "real");
-  write_file(f, "real/x", "x");
-  symlink_in(f, "link", "real");
-  mkdir_in(f, "a");
-  symlink_in(f, "a/b", "../real");
+  mkdir_in(f->base, "real");
+  write_text(f->base, "real/x", "x");
+  symlink_in(f->base, "link", "real");
+  mkdir_in(f->base, "a");
+  symlink_in(f->base, "a/b", "../real");
   aw_dirlist l;
   aw_dirlist_init(&l);
   char *err = NULL;
@@ -161,11 +129,11 @@ static void test_folder_behind_a_symlink_refused(void **state) {
 
 static void test_caps(void **state) {
   fixture *f = *state;
-  mkdir_in(f, "dir");
-  mkdir_in(f, "dir/s");
-  write_file(f, "dir/one", "1");
-  write_file(f, "dir/two", "2");
-  write_file(f, "dir/s/three", "3");
+  mkdir_in(f->base, "dir");
+  mkdir_in(f->base, "dir/s");
+  write_text(f->base, "dir/one", "1");
+  write_text(f->base, "dir/two", "2");
+  write_text(f->base, "dir/s/three", "3");
   aw_dirlist l;
   aw_dirlist_init(&l);
   char *err = NULL;
@@ -194,7 +162,7 @@ static void test_caps(void **state) {
   aw_dirlist_limits depth = {.max_depth = 1};
   assert_int_equal(aw_dirlist_files(f->base, "dir", &depth, &l, &err), 0);
   aw_dirlist_free(&l);
-  mkdir_in(f, "dir/s/t");
+  mkdir_in(f->base, "dir/s/t");
   aw_dirlist_init(&l);
   assert_int_equal(aw_dirlist_files(f->base, "dir", &depth, &l, &err), -E2BIG);
   assert_non_null(strstr(err, "deeper than 1 levels"));
@@ -204,11 +172,11 @@ static void test_caps(void **state) {
 
 static void test_default_file_cap(void **state) {
   fixture *f = *state;
-  mkdir_in(f, "many");
+  mkdir_in(f->base, "many");
   char rel[64];
   for (unsigned i = 0; i <= AW_DIRLIST_MAX_FILES; i++) {
     snprintf(rel, sizeof(rel), "many/f%05u", i);
-    write_file(f, rel, "");
+    write_text(f->base, rel, "");
   }
   aw_dirlist l;
   aw_dirlist_init(&l);
@@ -231,14 +199,14 @@ static void test_default_file_cap(void **state) {
 
 static void test_empty_folder_and_the_base_itself(void **state) {
   fixture *f = *state;
-  mkdir_in(f, "empty");
+  mkdir_in(f->base, "empty");
   aw_dirlist l;
   aw_dirlist_init(&l);
   char *err = NULL;
   assert_int_equal(aw_dirlist_files(f->base, "empty", NULL, &l, &err), 0);
   assert_int_equal(l.count, 0);
   aw_dirlist_free(&l);
-  write_file(f, "top", "t");
+  write_text(f->base, "top", "t");
   aw_dirlist_init(&l);
   assert_int_equal(aw_dirlist_files(f->base, "", NULL, &l, &err), 0);
   assert_int_equal(l.count, 1);
