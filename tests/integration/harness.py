@@ -8,16 +8,29 @@ wait container. It starts the binary (``ARGOWAIT_BIN``, default
 plays the emissary (stdout, staged parameters, exitcode files, mounts).
 """
 
+import io
 import json
 import os
 import signal
 import subprocess
+import tarfile
 import threading
 import time
 import uuid
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.normpath(os.path.join(HERE, "..", ".."))
+
+
+def tgz_of(files):
+    """A .tgz as the emissary stages it: {member name: bytes}."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
 
 
 def binary_path():

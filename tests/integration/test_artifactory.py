@@ -6,29 +6,17 @@ trust it; or plain HTTP); the fake API server takes the reports and checks
 them against the CRD. Every run also checks that neither the password nor
 the username appears in a log line, the termination log or a report.
 """
-import io
 import os
-import tarfile
 import unittest
 import urllib.parse
 import uuid
 
 import test_lifecycle as tl
 from fakeartifactory import FakeArtifactory
-from harness import script_template, wait_until
+from harness import script_template, tgz_of, wait_until
 
 MIB = 1024 * 1024
 MOUNTS = [{"name": "w", "mountPath": "/work"}]
-
-
-def tgz_of(files):
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tf.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
 
 
 class ArtifactoryCase(tl.LifecycleCase):

@@ -13,22 +13,12 @@ import uuid
 import zipfile
 
 import test_lifecycle as tl
-from harness import script_template, wait_until
+from harness import script_template, tgz_of, wait_until
 from s3faults import DeadPort, S3FaultProxy, request_problems
 from test_s3 import HAVE_BOTO, MOTO, Moto
 
 MIB = 1024 * 1024
 BUCKET = "artifacts"
-
-
-def tgz_of(files):
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tf.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
 
 
 @unittest.skipUnless(MOTO and HAVE_BOTO, "moto_server and boto3 are needed")

@@ -7,31 +7,19 @@ signature, arrive as sent). The upload must succeed with that CA in
 /argo/secret/<name>/<key>, and fail at once, permanently, with a clear TLS
 message without it or with another CA.
 """
-import io
 import os
 import socket
 import ssl
-import tarfile
 import threading
 import unittest
 import uuid
 
 import test_lifecycle as tl
 from fakeapi import make_pki
-from harness import script_template
+from harness import script_template, tgz_of
 from test_s3 import HAVE_BOTO, MOTO, Moto
 
 BUCKET = "artifacts"
-
-
-def tgz_of(files):
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tf.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
 
 
 class TlsFront:

@@ -21,11 +21,9 @@ experiment):
 """
 import http.client
 import http.server
-import io
 import json
 import os
 import re
-import tarfile
 import threading
 import time
 import unittest
@@ -33,7 +31,7 @@ import urllib.parse
 import uuid
 
 import test_lifecycle as tl
-from harness import script_template, wait_until
+from harness import script_template, tgz_of, wait_until
 from test_s3 import HAVE_BOTO, MOTO, Moto, free_port
 
 BUCKET = "artifacts"
@@ -41,16 +39,6 @@ ACCOUNT = "123456789012"
 WEB_ROLE = "arn:aws:iam::%s:role/argo-irsa" % ACCOUNT
 TARGET_ROLE = "arn:aws:iam::%s:role/argo-target" % ACCOUNT
 TOKEN_REL = "var/run/secrets/eks.amazonaws.com/serviceaccount/token"
-
-
-def tgz_of(files):
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tf.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
 
 
 def setup_roles(moto):
