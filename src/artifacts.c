@@ -15,6 +15,7 @@
 #include "argowait/log.h"
 #include "argowait/safefile.h"
 #include "argowait/store.h"
+#include "argowait/strbuf.h"
 
 #define ABORT_WAIT_MAX_MS 1000u
 #define SCRATCH_ARTIFACTS "outputs/artifacts" /* under /tmp/argo */
@@ -80,16 +81,6 @@ struct aw_artifacts {
 
 /* ---- small helpers ---- */
 
-static char *dupf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *dupf(const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  char *s = NULL;
-  if (vasprintf(&s, fmt, ap) < 0) s = NULL;
-  va_end(ap);
-  return s;
-}
-
 static const char *base_name(const char *path) {
   const char *s = strrchr(path, '/');
   return s ? s + 1 : path;
@@ -103,7 +94,7 @@ static bool safe_component(const char *s) {
 /* "s3://bucket/key" or the URL of the item, for messages; malloc'd. */
 static char *item_where(const item *it) {
   if (it->store && it->key) return aw_store_where(it->store, it->key);
-  return it->art ? dupf("path %s", it->art->path) : NULL;
+  return it->art ? aw_strdupf("path %s", it->art->path) : NULL;
 }
 
 bool aw_artifacts_needed(const aw_template *tmpl) {
@@ -299,7 +290,7 @@ static int untar_staged(item *it, const char *folder, const char *clean, char **
   aw_archive_stats st;
   aw_archive_stats_init(&st);
   char *err = NULL;
-  char *tgz = dupf("%s/%s", *src_base, *src_rel);
+  char *tgz = aw_strdupf("%s/%s", *src_base, *src_rel);
   rc = tgz ? aw_archive_untar(tgz, folder, &st, &err) : -ENOMEM;
   free(tgz);
   if (!archive_ok(it, rc, err, &st)) return -1;
@@ -367,7 +358,7 @@ static void stage_artifact(const aw_artifacts *a, item *it) {
   }
   if (base_image) {
     src_base = aw_config_path(a->cfg, AW_PATH_OUTPUT_ARTIFACTS, NULL);
-    src_rel = dupf("%s.tgz", clean + 1);
+    src_rel = aw_strdupf("%s.tgz", clean + 1);
     if (!src_base || !src_rel) goto oom;
     k = kind_beneath(src_base, src_rel);
     if (k == 2) k = -EISDIR;
@@ -397,29 +388,29 @@ static void stage_artifact(const aw_artifacts *a, item *it) {
       break;
     }
     aw_archive_stats_init(&st);
-    if (!(tmp = dupf("%s/%s.tgz", scratch, it->name))) goto oom;
+    if (!(tmp = aw_strdupf("%s/%s.tgz", scratch, it->name))) goto oom;
     if (!archive_ok(it, aw_archive_tgz(src_base, src_rel, tmp, art->compression_level, &st, &err),
                     err, &st))
       break;
     it->base = scratch;
-    it->rel = dupf("%s.tgz", it->name);
+    it->rel = aw_strdupf("%s.tgz", it->name);
     scratch = NULL;
     break;
   case AW_STRATEGY_ZIP:
     if (base_image) { /* untar into scratch, zip that */
-      if (!(tmp2 = dupf("%s/%s.d", scratch, it->name))) goto oom;
+      if (!(tmp2 = aw_strdupf("%s/%s.d", scratch, it->name))) goto oom;
       if (untar_staged(it, tmp2, clean, &src_base, &src_rel) != 0) break;
     }
     aw_archive_stats_init(&st);
-    if (!(tmp = dupf("%s/%s.zip", scratch, it->name))) goto oom;
+    if (!(tmp = aw_strdupf("%s/%s.zip", scratch, it->name))) goto oom;
     if (!archive_ok(it, aw_archive_zip(src_base, src_rel, tmp, &st, &err), err, &st)) break;
     it->base = scratch;
-    it->rel = dupf("%s.zip", it->name);
+    it->rel = aw_strdupf("%s.zip", it->name);
     scratch = NULL;
     break;
   case AW_STRATEGY_NONE:
     if (base_image) { /* untar into scratch/<name>, upload the one file */
-      if (!(tmp2 = dupf("%s/%s", scratch, it->name))) goto oom;
+      if (!(tmp2 = aw_strdupf("%s/%s", scratch, it->name))) goto oom;
       if (untar_staged(it, tmp2, clean, &src_base, &src_rel) != 0) break;
       k = kind_beneath(src_base, src_rel);
     }
@@ -507,14 +498,14 @@ static void folder_file_done(const aw_store_result *res, void *arg) {
   item *it = &a->items[a->cur];
   const char *file = it->files.files[it->file_cur];
   if (res->status == AW_STORE_CANCELLED) {
-    char *why = dupf("not saved: the grace period's reserve began before %s was uploaded (%zu of "
+    char *why = aw_strdupf("not saved: the grace period's reserve began before %s was uploaded (%zu of "
                      "%zu files were)", file, it->file_cur, it->files.count);
     item_reason(a, it, why ? why : "not saved: the grace period's reserve began");
     free(why);
     aw_dirlist_free(&it->files);
   } else if (res->status != AW_STORE_OK) {
     /* The store's message names the file's own key. */
-    char *why = res->message ? NULL : dupf("%s: upload failed", file);
+    char *why = res->message ? NULL : aw_strdupf("%s: upload failed", file);
     item_reason(a, it, res->message ? res->message : why ? why : "upload failed");
     free(why);
     aw_dirlist_free(&it->files);
@@ -547,7 +538,7 @@ static void upload_next_file(aw_artifacts *a, item *it) {
   } else {
     const char *file = it->files.files[it->file_cur];
     char *key = aw_store_child_key(it->store, it->key, file);
-    char *rel = dupf("%s/%s", it->rel, file);
+    char *rel = aw_strdupf("%s/%s", it->rel, file);
     if (key && rel)
       a->op = aw_store_put(it->store, key, it->base, rel, true, folder_file_done, a);
     free(key);
@@ -631,7 +622,7 @@ static void prepare_done(const aw_store_result *res, void *arg) {
   a->op = NULL;
   if (a->done) return;
   if (res->status != AW_STORE_OK) {
-    char *why = dupf("the bucket is not usable: %s", res->message ? res->message : "?");
+    char *why = aw_strdupf("the bucket is not usable: %s", res->message ? res->message : "?");
     slot_reason(a, &a->slots[a->prep_cur], why ? why : "the bucket is not usable");
     free(why);
   }
@@ -755,8 +746,8 @@ static char *upload_name(const aw_output_artifact *art) {
   char *upload = NULL;
   if (clean) {
     switch (art->strategy) {
-    case AW_STRATEGY_TAR: upload = dupf("%s.tgz", art->name); break;
-    case AW_STRATEGY_ZIP: upload = dupf("%s.zip", art->name); break;
+    case AW_STRATEGY_TAR: upload = aw_strdupf("%s.tgz", art->name); break;
+    case AW_STRATEGY_ZIP: upload = aw_strdupf("%s.zip", art->name); break;
     case AW_STRATEGY_NONE: upload = strdup(base_name(clean)); break;
     }
   }
@@ -775,8 +766,8 @@ static int add_item(aw_artifacts *a, const aw_output_artifact *art, const char *
   if (!it->store && !it->store_why) return -1;
   char *upload = NULL;
   if (!art) {
-    it->name = dupf("%s-logs", container);
-    upload = dupf("%s.log", container);
+    it->name = aw_strdupf("%s-logs", container);
+    upload = aw_strdupf("%s.log", container);
   } else {
     it->name = strdup(art->name);
     if (art->own_key) it->key = strdup(art->own_key);

@@ -7,7 +7,6 @@
 #include "argowait/store.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +15,7 @@
 #include "argowait/artifactory.h"
 #include "argowait/s3.h"
 #include "argowait/safefile.h"
+#include "argowait/strbuf.h"
 #include "argowait/sts.h"
 
 #define SECRET_CAP (64u * 1024u)
@@ -79,16 +79,6 @@ struct store_kind {
 
 /* ---- shared helpers ---- */
 
-static char *dupf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *dupf(const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  char *s = NULL;
-  if (vasprintf(&s, fmt, ap) < 0) s = NULL;
-  va_end(ap);
-  return s;
-}
-
 static void wipe(aw_bytes *b) {
   if (b->data) explicit_bzero(b->data, b->len);
   aw_bytes_free(b);
@@ -105,23 +95,23 @@ static int read_secret(const aw_config *cfg, const aw_secret_ref *ref, const cha
                        aw_bytes *out, char **err) {
   if (!ref || !ref->name) return 0;
   if (!safe_component(ref->name) || !safe_component(ref->key)) {
-    *err = dupf("the %s secret name or key is not a plain name", what);
+    *err = aw_strdupf("the %s secret name or key is not a plain name", what);
     return -1;
   }
-  char *rest = dupf("%s/%s", ref->name, ref->key);
+  char *rest = aw_strdupf("%s/%s", ref->name, ref->key);
   char *path = rest ? aw_config_path(cfg, AW_PATH_SECRETS, rest) : NULL;
   free(rest);
   int rc = path ? aw_read_trusted(path, SECRET_CAP, out) : -ENOMEM;
   free(path);
   if (rc != 0) {
-    *err = dupf("cannot read the %s from %s/%s/%s: %s", what, AW_PATH_SECRETS, ref->name, ref->key,
+    *err = aw_strdupf("cannot read the %s from %s/%s/%s: %s", what, AW_PATH_SECRETS, ref->name, ref->key,
                 aw_safefile_strerror(rc));
     return -1;
   }
   while (out->len && (out->data[out->len - 1] == '\n' || out->data[out->len - 1] == '\r'))
     out->data[--out->len] = '\0';
   if (!out->len) {
-    *err = dupf("the %s in %s/%s/%s is empty", what, AW_PATH_SECRETS, ref->name, ref->key);
+    *err = aw_strdupf("the %s in %s/%s/%s is empty", what, AW_PATH_SECRETS, ref->name, ref->key);
     return -1;
   }
   /* Keys and tokens go into HTTP headers: a line break inside one would
@@ -129,7 +119,7 @@ static int read_secret(const aw_config *cfg, const aw_secret_ref *ref, const cha
   for (size_t i = 0; i < out->len; i++) {
     unsigned char c = (unsigned char)out->data[i];
     if (c < 0x20 || c == 0x7f) {
-      *err = dupf("the %s in %s/%s/%s holds a control character (a line break inside, or a NUL)", what,
+      *err = aw_strdupf("the %s in %s/%s/%s holds a control character (a line break inside, or a NUL)", what,
                   AW_PATH_SECRETS, ref->name, ref->key);
       return -1;
     }
@@ -161,18 +151,18 @@ static char *s3_key(const aw_store *s, const char *upload_name) {
   if (!upload_name) return strdup(prefix ? prefix : "");
   size_t n = prefix ? strlen(prefix) : 0;
   while (n && prefix[n - 1] == '/') n--;
-  return n ? dupf("%.*s/%s", (int)n, prefix, upload_name) : strdup(upload_name);
+  return n ? aw_strdupf("%.*s/%s", (int)n, prefix, upload_name) : strdup(upload_name);
 }
 
 static char *s3_child_key(const aw_store *s, const char *key, const char *rel) {
   (void)s;
   size_t n = strlen(key);
   while (n && key[n - 1] == '/') n--;
-  return n ? dupf("%.*s/%s", (int)n, key, rel) : strdup(rel);
+  return n ? aw_strdupf("%.*s/%s", (int)n, key, rel) : strdup(rel);
 }
 
 static char *s3_where(const aw_store *s, const char *key) {
-  return dupf("s3://%s/%s", s->loc->bucket ? s->loc->bucket : "", key ? key : "?");
+  return aw_strdupf("s3://%s/%s", s->loc->bucket ? s->loc->bucket : "", key ? key : "?");
 }
 
 static int s3_load_credentials(aw_store *s, const aw_config *cfg, char **err) {
@@ -187,21 +177,21 @@ static int s3_load_credentials(aw_store *s, const aw_config *cfg, char **err) {
     goto fail;
   if (l->ca.name) {
     if (!safe_component(l->ca.name) || !safe_component(l->ca.key)) {
-      why = dupf("the CA secret name or key is not a plain name");
+      why = aw_strdupf("the CA secret name or key is not a plain name");
       goto fail;
     }
-    char *rest = dupf("%s/%s", l->ca.name, l->ca.key);
+    char *rest = aw_strdupf("%s/%s", l->ca.name, l->ca.key);
     s->ca_path = rest ? aw_config_path(cfg, AW_PATH_SECRETS, rest) : NULL;
     free(rest);
     struct stat st;
     if (!s->ca_path || stat(s->ca_path, &st) != 0) {
-      why = dupf("cannot read the CA from %s/%s/%s", AW_PATH_SECRETS, l->ca.name, l->ca.key);
+      why = aw_strdupf("cannot read the CA from %s/%s/%s", AW_PATH_SECRETS, l->ca.name, l->ca.key);
       goto fail;
     }
   }
   return 0;
 fail:
-  *err = dupf("S3 credentials: %s", why ? why : "out of memory");
+  *err = aw_strdupf("S3 credentials: %s", why ? why : "out of memory");
   free(why);
   return -1;
 }
@@ -233,7 +223,7 @@ static int s3_client(aw_store *s, const char *access, const char *secret, const 
   wipe(&s->secret);
   wipe(&s->token);
   if (s->s3) return 0;
-  *err = dupf("cannot set up the S3 client: %s", why ? why : "out of memory");
+  *err = aw_strdupf("cannot set up the S3 client: %s", why ? why : "out of memory");
   free(why);
   return -1;
 }
@@ -245,7 +235,7 @@ static void s3_sts_done(const aw_sts_result *res, void *arg) {
   s->sts = NULL;
   char *err = NULL;
   if (res->status != AW_STS_OK)
-    err = dupf("S3 credentials: %s", res->message ? res->message : "STS failed");
+    err = aw_strdupf("S3 credentials: %s", res->message ? res->message : "STS failed");
   else
     s3_client(s, res->access_key_id, res->secret_access_key, res->session_token, &err);
   bool ok = res->status == AW_STS_OK && s->s3;
@@ -277,7 +267,7 @@ static aw_store_connect_status s3_connect(aw_store *s, char **err) {
 static bool s3_connect_stop(aw_store *s, const char *cause, char **why) {
   if (!s->sts) return false;
   char *progress = aw_sts_progress(s->sts);
-  *why = dupf("S3 credentials: %s while getting them from %s", cause, progress ? progress : "STS");
+  *why = aw_strdupf("S3 credentials: %s while getting them from %s", cause, progress ? progress : "STS");
   free(progress);
   aw_sts_free(s->sts);
   s->sts = NULL;
@@ -366,7 +356,7 @@ static int artifactory_load_credentials(aw_store *s, const aw_config *cfg, char 
   char *why = NULL;
   if (read_secret(cfg, s->username_ref, "username", &s->username, &why) ||
       read_secret(cfg, s->password_ref, "password", &s->password, &why)) {
-    *err = dupf("Artifactory credentials: %s", why ? why : "out of memory");
+    *err = aw_strdupf("Artifactory credentials: %s", why ? why : "out of memory");
     free(why);
     return -1;
   }
@@ -389,7 +379,7 @@ static aw_store_connect_status artifactory_connect(aw_store *s, char **err) {
   wipe(&s->username);
   wipe(&s->password);
   if (s->art) return AW_STORE_CONNECTED;
-  *err = dupf("cannot set up the Artifactory client: %s", why ? why : "out of memory");
+  *err = aw_strdupf("cannot set up the Artifactory client: %s", why ? why : "out of memory");
   free(why);
   return AW_STORE_CONNECT_FAILED;
 }
@@ -459,15 +449,15 @@ static aw_store *artifactory_store(const char *where, const char *url, const aw_
                                    const aw_secret_ref *pass, char **why) {
   const char *bad = NULL;
   if (!url) {
-    *why = dupf("%s.url is not set", where);
+    *why = aw_strdupf("%s.url is not set", where);
     return NULL;
   }
   if (aw_artifactory_check_url(url, &bad) != 0) {
-    *why = dupf("%s.url: %s", where, bad);
+    *why = aw_strdupf("%s.url: %s", where, bad);
     return NULL;
   }
   if (!user->name != !pass->name) {
-    *why = dupf("%s needs both usernameSecret and passwordSecret, or neither", where);
+    *why = aw_strdupf("%s needs both usernameSecret and passwordSecret, or neither", where);
     return NULL;
   }
   aw_store *s = store_new(&artifactory_kind);
@@ -481,13 +471,13 @@ static aw_store *artifactory_store(const char *where, const char *url, const aw_
 static aw_store *s3_store(const aw_archive_location *l, aw_getenv_fn env, const char *pod_name,
                           char **why) {
   if (!l->bucket) {
-    *why = dupf("archiveLocation.s3.bucket is not set");
+    *why = aw_strdupf("archiveLocation.s3.bucket is not set");
     return NULL;
   }
   aw_creds_plan plan;
   char *err = NULL;
   if (aw_creds_plan_make(l, env, pod_name, &plan, &err) != 0) {
-    *why = dupf("S3 credentials: %s", err ? err : "out of memory");
+    *why = aw_strdupf("S3 credentials: %s", err ? err : "out of memory");
     free(err);
     return NULL;
   }
@@ -517,13 +507,13 @@ aw_store *aw_store_for_archive_location(const aw_archive_location *l, aw_getenv_
   *why = NULL;
   aw_store *s = NULL;
   if (!l->type)
-    *why = dupf("no artifact repository is configured (template.archiveLocation)");
+    *why = aw_strdupf("no artifact repository is configured (template.archiveLocation)");
   else if (strcmp(l->type, "s3") == 0)
     s = s3_store(l, env, pod_name, why);
   else if (strcmp(l->type, "artifactory") == 0)
     s = artifactory_store("archiveLocation.artifactory", l->url, &l->username, &l->password, why);
   else
-    *why = dupf("artifact repository type %s is not supported (only s3 and artifactory)", l->type);
+    *why = aw_strdupf("artifact repository type %s is not supported (only s3 and artifactory)", l->type);
   if (!s && !*why) *why = strdup("out of memory");
   return s;
 }

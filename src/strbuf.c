@@ -152,3 +152,12 @@ char *aw_reasons_join(const aw_reasons *r, size_t max_bytes) {
   if (out) out[aw_utf8_cut(out, strlen(out), max_bytes)] = '\0';
   return out;
 }
+
+char *aw_strdupf(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  char *s = NULL;
+  if (vasprintf(&s, fmt, ap) < 0) s = NULL;
+  va_end(ap);
+  return s;
+}

@@ -25,6 +25,9 @@ int aw_strbuf_appendf(aw_strbuf *sb, const char *fmt, ...)
 /* Hands the bytes over (never NULL on success: "" for an empty buffer). */
 char *aw_strbuf_take(aw_strbuf *sb);
 
+/* A malloc'd formatted string, or NULL when memory ran out. */
+char *aw_strdupf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 /* Ordered reasons, each one line. */
 typedef struct {
   char **items;
